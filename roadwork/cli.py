@@ -1,0 +1,58 @@
+"""The `roadwork` command: one short function per verb; the work lives in the library."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
+                  help="Roadwork detection: predict, evaluate, train, serve and mine (SN72).")
+console = Console(stderr=True)
+
+ModelOpt = typer.Option(None, "--model", "-m", help="Model folder or hub id (default: the embedded model).")
+ConfigOpt = typer.Option(None, "--config", "-c", help="Engine config YAML (configs/).")
+
+
+def _engine(model: Optional[str], config: Optional[Path]):
+    from roadwork.config import ConfigError, load_config
+    from roadwork.engine import Engine
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as e:
+        console.print(f"[red]{e}[/red]")
+        raise typer.Exit(2)
+    if model:
+        cfg.tiers[0].model = model
+    return Engine.from_config(cfg)
+
+
+# ---- predict ------------------------------------------------------------------------------------
+@app.command()
+def predict(
+    paths: list[str] = typer.Argument(..., help="Image files, folders, globs or video files."),
+    model: Optional[str] = ModelOpt,
+    config: Optional[Path] = ConfigOpt,
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+    batch_size: int = typer.Option(16, help="Images per engine call."),
+    fps: float = typer.Option(2.0, help="Sampling rate for video files."),
+) -> None:
+    """Probability of roadwork and a label for each image (and work-zone intervals for videos)."""
+    from roadwork.predict import run_predict
+
+    code = run_predict(paths, _engine(model, config), as_json=as_json, batch_size=batch_size, fps=fps,
+                       console=console)
+    raise typer.Exit(code)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""One typed config for the whole engine: tiers, router, serving, miner, capture.
+
+Precedence is defaults < YAML < CLI flags. Unknown keys are errors (with a "did you mean" hint),
+because a mistyped threshold that silently falls back to its default costs a miner real reward.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = REPO_ROOT / "models" / "default"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TierConfig(_Strict):
+    """One tier of the cascade. `kind` picks the family from the tier registry."""
+
+    name: str = "classifier"
+    kind: str = "classifier"
+    model: str = str(DEFAULT_MODEL)  # hub id or local folder
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    batch_size: int = Field(32, ge=1)
+    # Escalate to the next tier when this tier's calibrated probability lies inside [low, high].
+    band: tuple[float, float] = (0.2, 0.8)
+    # Relative cost per image; measured values override it (ms on the reference GPU).
+    cost: float | None = Field(None, ge=0)
+    options: dict[str, Any] = Field(default_factory=dict)  # family-specific settings
+
+    @field_validator("band")
+    @classmethod
+    def _band_ok(cls, v: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = v
+        if not (0.0 <= lo <= hi <= 1.0):
+            raise ValueError(f"band must satisfy 0 <= low <= high <= 1, got {v}")
+        return v
+
+
+class RouterConfig(_Strict):
+    deadline_s: float | None = Field(None, gt=0)  # answer with the best tier so far when time runs out
+    stacker: str | None = None  # path to a fitted stacker (json); None = last tier that ran decides
+    threshold: float | None = Field(None, ge=0, le=1)  # None = the first tier's stored threshold, else 0.5
+
+
+class ServeConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    api_key: str | None = None
+    max_batch_size: int = Field(32, ge=1)
+    max_wait_ms: float = Field(5.0, ge=0)
+    deadline_s: float = Field(8.0, gt=0)  # below the validator's 9 s dendrite timeout
+    max_image_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    max_pixels: int = Field(50_000_000, ge=1)  # decompression-bomb guard
+    warmup: bool = True
+
+
+class MinerConfig(_Strict):
+    netuid: int = 72
+    wallet_name: str = "default"
+    wallet_hotkey: str = "default"
+    wallet_path: str | None = None
+    network: str = "finney"
+    axon_port: int = Field(8091, ge=0, le=65535)
+    external_ip: str | None = None
+    external_port: int | None = None
+    local: bool = False  # no chain: allowed_hotkeys replaces the metagraph check
+    allowed_hotkeys: list[str] | None = None
+    require_validator_permit: bool = False
+    sync_interval_s: float = Field(600.0, gt=0)
+    fallback_prediction: float = Field(0.5, ge=0, le=1)  # answer for undecodable input
+
+
+class CaptureConfig(_Strict):
+    enabled: bool = False
+    dir: str = "captures"
+    band: tuple[float, float] = (0.3, 0.7)
+
+
+class Config(_Strict):
+    tiers: list[TierConfig] = Field(default_factory=lambda: [TierConfig()])
+    router: RouterConfig = Field(default_factory=RouterConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    miner: MinerConfig = Field(default_factory=MinerConfig)
+    capture: CaptureConfig = Field(default_factory=CaptureConfig)
+
+    @model_validator(mode="after")
+    def _unique_tier_names(self) -> "Config":
+        names = [t.name for t in self.tiers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tier names must be unique, got {names}")
+        if not self.tiers:
+            raise ValueError("at least one tier is required")
+        return self
+
+    # ---- YAML in and out -------------------------------------------------------------------
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> "Config":
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: top level must be a mapping, got {type(raw).__name__}")
+        return cls.from_dict(raw, overrides, source=str(path))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], overrides: dict[str, Any] | None = None,
+                  source: str = "config") -> "Config":
+        data = _deep_merge(raw, overrides or {})
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            raise ConfigError(_explain(e, source)) from None
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        text = yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the bad field."""
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """The config at `path`, or the embedded default (classifier tier on models/default)."""
+    if path is None:
+        return Config.from_dict({}, overrides)
+    return Config.from_yaml(path, overrides)
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _known_fields(loc: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] = Config
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        ann = field.annotation
+        inner = getattr(ann, "__args__", None)
+        cand = [a for a in (inner or (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not cand:
+            return []
+        model = cand[0]
+    return list(model.model_fields)
+
+
+def _explain(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        where = ".".join(str(p) for p in loc) or "<root>"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(str(loc[-1]), _known_fields(loc), n=1)
+            msg = "unknown field" + (f" (did you mean '{close[0]}'?)" if close else "")
+        lines.append(f"  {where}: {msg}")
+    return "\n".join(lines)
