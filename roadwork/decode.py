@@ -1,17 +1,35 @@
-"""Bytes, files and base64 in; validated RGB PIL images out. Every failure names its input."""
+"""Bytes, files and base64 in; validated RGB PIL images out. Every failure names its input.
+
+A miner decodes whatever the network sends, so decoding is deliberately narrow: only common photo
+formats are tried (PIL's other plugins -- EPS via Ghostscript, headerless TGA that accepts random
+text -- are attack surface and false positives), sizes are checked from the header before any pixels
+are decoded, and every PIL/OS failure becomes an `ImageError(source, reason)`.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import io
+import re
+import stat
 import warnings
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 MAX_PIXELS = 50_000_000  # ~7000x7000; larger is a decompression bomb for a 224-px model
 MAX_BYTES = 20 * 1024 * 1024
+# What phones, dashcams and the validator produce (the JPEG plugin also opens phones' MPO files).
+# AVIF only where this Pillow has it (>= 11.2): naming a missing plugin makes Image.open fail.
+Image.init()
+FORMATS = tuple(f for f in ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "AVIF") if f in Image.OPEN)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".avif"}
+VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
+
+_B64_WS = re.compile(rb"\s+")
 
 
 class ImageError(ValueError):
@@ -22,50 +40,98 @@ class ImageError(ValueError):
         self.source = source
         self.reason = reason
 
+    def __reduce__(self):  # keep (source, reason) when raised in a DataLoader worker and pickled back
+        return type(self), (self.source, self.reason)
+
+
+def _preview(data: bytes) -> str:
+    """The first bytes, so 'not an image' says what it was instead (HTML, JSON, text, ...)."""
+    head = bytes(data[:16])
+    return head.decode("ascii") if head.isascii() and head.decode("ascii").isprintable() else head.hex(" ")
+
 
 def decode_bytes(data: bytes, source: str = "<bytes>", max_pixels: int = MAX_PIXELS,
                  max_bytes: int = MAX_BYTES) -> Image.Image:
-    """Decode image bytes to an RGB image, refusing empty, oversized, truncated and bomb inputs."""
+    """Decode image bytes to an RGB image, refusing empty, oversized, truncated and bomb inputs.
+
+    EXIF orientation is deliberately not applied: the validator's images reach miners without it.
+    """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ImageError(source, f"expected bytes, got {type(data).__name__}")
     if len(data) == 0:
-        raise ImageError(source, "empty input")
+        raise ImageError(source, "empty input (0 bytes)")
     if len(data) > max_bytes:
         raise ImageError(source, f"{len(data)} bytes is over the {max_bytes}-byte limit")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(bytes(data)))
+            img = Image.open(io.BytesIO(bytes(data)), formats=FORMATS)
             w, h = img.size
             if w <= 0 or h <= 0:
                 raise ImageError(source, f"zero-size image ({w}x{h})")
             if w * h > max_pixels:
-                raise ImageError(source, f"{w}x{h} = {w * h} pixels is over the {max_pixels}-pixel limit")
+                raise ImageError(source, f"{w}x{h} = {w * h} pixels is over the {max_pixels}-pixel limit "
+                                         "(decompression bomb?)")
             img.load()  # forces the full decode: truncated files fail here, not later
+            return _to_rgb(img)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageError(source, f"decompression bomb refused ({e})") from None
     except UnidentifiedImageError:
-        raise ImageError(source, "not an image (unrecognised format)") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise ImageError(source, f"corrupt or truncated image ({e})") from None
-    return img.convert("RGB") if img.mode != "RGB" else img
+        raise ImageError(source, f"not an image (unrecognised format; starts with {_preview(data)!r})") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError) as e:
+        raise ImageError(source, f"corrupt or truncated image ({type(e).__name__}: {e})") from None
 
 
-def decode_base64(text: str, source: str = "<base64>", **limits: int) -> Image.Image:
-    """Decode a base64 string (the SN72 wire format) to an RGB image."""
-    if not isinstance(text, (str, bytes)):
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        # PIL's convert("RGB") clips 16-bit/float values at 255 (a white image); rescale instead.
+        a = np.asarray(img, dtype=np.float64)
+        lo, hi = float(a.min()), float(a.max())
+        a = (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
+        return Image.fromarray(a.astype(np.uint8)).convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        # Transparent pixels go on white like a browser shows them, not on whatever colour they hide.
+        rgba = img.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def decode_base64(text: str | bytes, source: str = "<base64>", **limits: int) -> Image.Image:
+    """Decode a base64 string (the SN72 wire format) to an RGB image.
+
+    Tolerates data URLs (`data:image/jpeg;base64,...`), line breaks, and the URL-safe alphabet.
+    """
+    if not isinstance(text, (str, bytes, bytearray)):
         raise ImageError(source, f"expected a base64 string, got {type(text).__name__}")
     if isinstance(text, str):
-        if text.startswith("data:") and "," in text:  # tolerate data URLs from browsers
-            text = text.split(",", 1)[1]
+        if text.startswith("data:"):
+            if "," not in text:
+                raise ImageError(source, "data URL without a ',' before its payload")
+            header, text = text.split(",", 1)
+            if not header.endswith(";base64"):
+                raise ImageError(source, f"data URL is not base64 ({header[:40]!r})")
         try:
             text = text.encode("ascii")
-        except UnicodeEncodeError:
-            raise ImageError(source, "invalid base64 (non-ASCII characters)") from None
+        except UnicodeEncodeError as e:
+            raise ImageError(source, f"invalid base64 (non-ASCII character at position {e.start})") from None
+    raw = _B64_WS.sub(b"", bytes(text))
+    if not raw:
+        raise ImageError(source, "empty input (no base64 data)")
+    max_bytes = limits.get("max_bytes", MAX_BYTES)
+    if len(raw) * 3 // 4 > max_bytes:  # refuse before allocating the decoded copy
+        raise ImageError(source, f"~{len(raw) * 3 // 4} bytes of base64 is over the {max_bytes}-byte limit")
+    if b"-" in raw or b"_" in raw:
+        raw = raw.replace(b"-", b"+").replace(b"_", b"/")
+    if len(raw) % 4 == 1:  # no padding can fix this: a character is missing or one too many
+        raise ImageError(source, f"invalid base64 (length {len(raw)} leaves one stray character: truncated?)")
+    raw += b"=" * (-len(raw) % 4)  # some clients strip the '=' padding; the payload is still whole
     try:
-        data = base64.b64decode(text, validate=True)
+        data = base64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError) as e:
         raise ImageError(source, f"invalid base64 ({e})") from None
     return decode_bytes(data, source, **limits)
@@ -74,7 +140,15 @@ def decode_base64(text: str, source: str = "<base64>", **limits: int) -> Image.I
 def load_image(path: str | Path, **limits: int) -> Image.Image:
     """Read and decode an image file; errors name the path."""
     path = Path(path)
+    max_bytes = limits.get("max_bytes", MAX_BYTES)
     try:
+        st = path.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise ImageError(str(path), "is a directory")
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
+            raise ImageError(str(path), "not a regular file")
+        if st.st_size > max_bytes:  # don't read a multi-GB file just to refuse it
+            raise ImageError(str(path), f"{st.st_size} bytes is over the {max_bytes}-byte limit")
         data = path.read_bytes()
     except FileNotFoundError:
         raise ImageError(str(path), "file not found") from None
@@ -83,7 +157,3 @@ def load_image(path: str | Path, **limits: int) -> Image.Image:
     except OSError as e:
         raise ImageError(str(path), f"unreadable ({e.strerror or e})") from None
     return decode_bytes(data, str(path), **limits)
-
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
-VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
