@@ -74,3 +74,39 @@ def make_tiny_siglip(path: Path, seed: int = 0, image_size: int = 32) -> Path:
                            tokenizer=tok)
     proc.save_pretrained(path)
     return path
+
+
+# Labels for tiny detectors: a few Objects365-style roadwork names plus distractors.
+DETECTOR_LABELS = {0: "Person", 1: "Traffic cone", 2: "Car", 3: "Barrel/bucket", 4: "Machinery Vehicle",
+                   5: "Traffic Sign"}
+
+
+def make_tiny_detr(path: Path, seed: int = 0, image_size: int = 64) -> Path:
+    from transformers import DetrConfig, DetrForObjectDetection, DetrImageProcessor, ResNetConfig
+
+    torch.manual_seed(seed)
+    backbone = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic",
+                            out_features=["stage2"])
+    cfg = DetrConfig(backbone_config=backbone, use_timm_backbone=False, use_pretrained_backbone=False,
+                     num_queries=10, d_model=16, encoder_layers=1, decoder_layers=1, encoder_ffn_dim=32,
+                     decoder_ffn_dim=32, encoder_attention_heads=2, decoder_attention_heads=2,
+                     id2label=DETECTOR_LABELS, label2id={v: k for k, v in DETECTOR_LABELS.items()})
+    DetrForObjectDetection(cfg).eval().save_pretrained(path)
+    DetrImageProcessor(size={"height": image_size, "width": image_size}, do_pad=False).save_pretrained(path)
+    return path
+
+
+def make_tiny_rtdetr(path: Path, seed: int = 0, image_size: int = 64) -> Path:
+    from transformers import RTDetrConfig, RTDetrForObjectDetection, RTDetrImageProcessor, RTDetrResNetConfig
+
+    torch.manual_seed(seed)
+    backbone = RTDetrResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1],
+                                  layer_type="basic", out_features=["stage2", "stage3", "stage4"])
+    cfg = RTDetrConfig(backbone_config=backbone, use_pretrained_backbone=False, encoder_in_channels=[16, 24, 32],
+                       encoder_hidden_dim=16, encoder_ffn_dim=32, encoder_attention_heads=2, d_model=16,
+                       decoder_in_channels=[16, 16, 16], decoder_ffn_dim=32, decoder_layers=1,
+                       decoder_attention_heads=2, num_queries=20, num_denoising=0,
+                       id2label=DETECTOR_LABELS, label2id={v: k for k, v in DETECTOR_LABELS.items()})
+    RTDetrForObjectDetection(cfg).eval().save_pretrained(path)
+    RTDetrImageProcessor(size={"height": image_size, "width": image_size}).save_pretrained(path)
+    return path
