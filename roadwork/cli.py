@@ -71,6 +71,24 @@ def eval_(
                               as_json=as_json, report_dir=report, batch_size=batch_size, console=console))
 
 
+# ---- data ---------------------------------------------------------------------------------------
+@app.command()
+def data(
+    spec: str = typer.Argument(..., help="Manifest CSV, image folder, parquet file/folder, or video file/folder."),
+    segments: Optional[Path] = typer.Option(None, help="Segments CSV for videos (default: segments.csv beside them)."),
+    fps: float = typer.Option(2.0, help="Sampling rate for videos."),
+    decode: bool = typer.Option(False, "--decode", help="Decode every image; list the unreadable ones (exit 1)."),
+    split: Optional[float] = typer.Option(None, "--split", help="Show a group split with this validation fraction."),
+    seed: int = typer.Option(0, help="Seed of the --split."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Images per source, label and group; skipped rows/frames; with --decode every unreadable file and why."""
+    from roadwork.data.check import run_data_check
+
+    raise typer.Exit(run_data_check(spec, segments=segments, fps=fps, decode=decode, val_fraction=split,
+                                    seed=seed, as_json=as_json, console=console))
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

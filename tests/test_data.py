@@ -430,3 +430,22 @@ def test_shared_manifest_and_its_clips():
     vrecs = videos.records()
     assert Counter((r.group, r.label) for r in vrecs) == Counter(
         (r.group.removeprefix("roadwork:"), r.label) for r in recs if r.source == "roadwork_clips")
+
+
+# --- the CLI ----------------------------------------------------------------------------------
+
+def test_cli_data_command(manifest: Path, tmp_path: Path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from roadwork.cli import app
+
+    result = CliRunner().invoke(app, ["data", str(manifest), "--decode", "--json", "--split", "0.4"])
+    assert result.exit_code == 1, result.output  # unreadable files: listed, exit 1
+    info = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (info["n"], info["roadwork"], info["decoded"]) == (9, 3, 4)
+    assert {Path(e["path"]).name for e in info["errors"]} == {*BAD_FILES, "missing.jpg"}
+    assert info["split"]["train"]["n"] + info["split"]["val"]["n"] == 9
+    result = CliRunner().invoke(app, ["data", str(tmp_path / "nothing-here")])
+    assert result.exit_code == 2 and "no such file" in result.output

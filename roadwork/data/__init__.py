@@ -32,12 +32,14 @@ def open_source(spec: str | Path, **kw) -> Source:
     - a `.parquet` file, or a folder with `.parquet` files: parquet shards
     - a video file or a folder of videos: a video source (`segments=` CSV, else `segments.csv` beside
       the videos; `fps=`, default 2)
-    Keyword arguments go to the source's constructor (e.g. `source=` to rename it).
+    Other keyword arguments go to the source's constructor (e.g. `source=` to rename it); `segments`
+    and `fps` are used only for videos.
     """
     path = Path(spec)
     if not path.exists():
         raise DataError(f"{spec}: no such file or folder")
-    segments = kw.pop("segments", None)
+    # video-only options, so one call site can pass them whatever the spec turns out to be
+    segments, fps = kw.pop("segments", None), kw.pop("fps", 2.0)
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix == ".csv":
@@ -45,7 +47,7 @@ def open_source(spec: str | Path, **kw) -> Source:
         if suffix == ".parquet":
             return ParquetSource(path, **kw)
         if suffix in VIDEO_SUFFIXES:
-            return VideoSource(path, segments, **kw)
+            return VideoSource(path, segments, fps=fps, **kw)
         raise DataError(f"{spec}: not a data source (expected .csv, .parquet or a video file, "
                         f"or a folder of them)")
     if label_folders(path):
@@ -55,5 +57,5 @@ def open_source(spec: str | Path, **kw) -> Source:
     if next(path.rglob("*.parquet"), None) is not None:
         return ParquetSource(path, **kw)
     if any(p.suffix.lower() in VIDEO_SUFFIXES for p in path.rglob("*")):
-        return VideoSource(path, segments, **kw)
+        return VideoSource(path, segments, fps=fps, **kw)
     raise DataError(f"{spec}: no roadwork/ and none/ sub-folders, manifest.csv, .parquet or video files")
