@@ -6,7 +6,9 @@ checkpoint takes (AutoModel*/AutoProcessor), so the tests exercise the real load
 
 from __future__ import annotations
 
-import json
+import atexit
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -110,3 +112,98 @@ def make_tiny_rtdetr(path: Path, seed: int = 0, image_size: int = 64) -> Path:
     RTDetrForObjectDetection(cfg).eval().save_pretrained(path)
     RTDetrImageProcessor(size={"height": image_size, "width": image_size}).save_pretrained(path)
     return path
+
+
+QWEN_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+                 "<|image_pad|>", "<|video_pad|>")
+# A Qwen-style chat template reduced to what the tiers send: text and image parts.
+QWEN_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] %}{% if part['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+VLM_WORDS = ("system user assistant you are a helpful is there roadwork construction work zone in this image "
+             "street road answer with yes or no only ? . , yes no Yes No").split()
+
+
+def make_tiny_qwen25_vl(path: Path, seed: int = 0) -> Path:
+    """A random Qwen2.5-VL (2 text layers, 2 vision blocks, hidden 32) with a word-level tokenizer of
+    under 40 tokens, so a server asked for top_logprobs=64 returns the whole distribution."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
+                              Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
+
+    torch.manual_seed(seed)
+    vocab: dict[str, int] = {}
+    for w in ["[UNK]", *QWEN_SPECIALS, *VLM_WORDS]:
+        vocab.setdefault(w, len(vocab))
+    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]", pad_token="<|endoftext|>",
+                                  eos_token="<|im_end|>", additional_special_tokens=list(QWEN_SPECIALS))
+    ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
+    cfg = Qwen2_5_VLConfig(
+        text_config=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
+                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
+                         bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
+                         pad_token_id=ids["<|endoftext|>"]),
+        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=14,
+                           spatial_merge_size=2, temporal_patch_size=2, window_size=56, out_hidden_size=32,
+                           fullatt_block_indexes=[1]),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    Qwen2_5_VLForConditionalGeneration(cfg).eval().save_pretrained(path)
+    improc = Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=56 * 56, patch_size=14, merge_size=2,
+                                   temporal_patch_size=2)
+    vidproc = Qwen2VLVideoProcessor(min_pixels=56 * 56, max_pixels=56 * 56, patch_size=14, merge_size=2,
+                                    temporal_patch_size=2)
+    Qwen2_5_VLProcessor(image_processor=improc, tokenizer=tok, video_processor=vidproc,
+                        chat_template=QWEN_TEMPLATE).save_pretrained(path)
+    return path
+
+
+BUILDERS = {"clip": make_tiny_clip, "siglip": make_tiny_siglip, "detr": make_tiny_detr, "rtdetr": make_tiny_rtdetr,
+            "qwen25_vl": make_tiny_qwen25_vl}
+_ROOT: Path | None = None
+_BUILT: dict[str, Path] = {}
+
+
+def tiny_dir(name: str) -> Path:
+    """The folder of tiny model `name`, built once per test process (models are read-only)."""
+    global _ROOT
+    if name not in _BUILT:
+        if _ROOT is None:
+            _ROOT = Path(tempfile.mkdtemp(prefix="roadwork_tiny_"))
+            atexit.register(shutil.rmtree, _ROOT, True)
+        _BUILT[name] = BUILDERS[name](_ROOT / name)
+    return _BUILT[name]
+
+
+def start_server(app):
+    """Run an ASGI app with uvicorn on a free loopback port in a thread; returns (base_url, stop)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test server did not start")
+        time.sleep(0.02)
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+    return f"http://127.0.0.1:{port}/v1", stop
