@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -286,5 +287,6 @@ def run_eval(engine: Any, data: str, challenge: bool = True, seed: int = 0, limi
     if as_json:
         print(json.dumps(rep.to_dict()), flush=True)
     else:
-        print_report(rep, Console())
+        # a pipe gets 80 columns by default, too narrow for the per-source table
+        print_report(rep, Console() if sys.stdout.isatty() else Console(width=120))
     return 0

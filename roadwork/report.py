@@ -26,22 +26,27 @@ METRIC_COLS = ("n", "positives", "accuracy", "mcc", "auc", "precision", "recall"
 TIER_COLS = ("ran", "answered", "accuracy", "accuracy_ran", "ms_per_image", "cost_ms_answered")
 
 
-def _fmt(v: Any) -> str:
+# terminal headers are short so the tables fit 100 columns; the html and JSON use the full names
+SHORT = {"positives": "pos", "accuracy": "acc", "precision": "prec", "recall": "rec", "accuracy_ran": "acc_ran",
+         "ms_per_image": "ms/img", "cost_ms_answered": "ms/answer"}
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "-"
     if isinstance(v, float):
-        return f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}"
+        return f"{v:.{digits}f}" if abs(v) < 10 else f"{v:.1f}"
     return str(v)
 
 
 # ---- terminal -----------------------------------------------------------------------------------
 def _table(title: str, rows: dict[str, dict[str, Any]], cols: tuple[str, ...], first: str) -> Table:
     t = Table(title=title, title_justify="left")
-    t.add_column(first)
+    t.add_column(first, no_wrap=True)
     for c in cols:
-        t.add_column(c, justify="right")
+        t.add_column(SHORT.get(c, c), justify="right", no_wrap=True)
     for name, row in rows.items():
-        t.add_row(name, *(_fmt(row.get(c)) for c in cols))
+        t.add_row(name, *(_fmt(row.get(c), 3) for c in cols))
     return t
 
 
