@@ -89,6 +89,86 @@ def data(
                                     seed=seed, as_json=as_json, console=console))
 
 
+# ---- serve --------------------------------------------------------------------------------------
+@app.command()
+def serve(
+    model: Optional[str] = ModelOpt,
+    config: Optional[Path] = ConfigOpt,
+    host: Optional[str] = typer.Option(None, help="Bind address (default 127.0.0.1)."),
+    port: Optional[int] = typer.Option(None, help="Port (default 8000)."),
+    api_key: Optional[str] = typer.Option(None, envvar="ROADWORK_API_KEY", help="Require this X-API-Key."),
+    max_batch_size: Optional[int] = typer.Option(None, help="Most images per engine call."),
+    max_wait_ms: Optional[float] = typer.Option(None, help="Longest wait for a batch to fill."),
+    capture: Optional[str] = typer.Option(None, "--capture", help="Save uncertain inputs to this folder."),
+) -> None:
+    """HTTP API: POST /v1/predict, GET /healthz /readyz /metrics /docs."""
+    from roadwork.serve.http import serve_main
+
+    raise typer.Exit(serve_main(model, str(config) if config else None, {
+        "host": host, "port": port, "api_key": api_key, "max_batch_size": max_batch_size,
+        "max_wait_ms": max_wait_ms}, capture))
+
+
+# ---- mine ---------------------------------------------------------------------------------------
+@app.command()
+def mine(
+    model: Optional[str] = ModelOpt,
+    config: Optional[Path] = ConfigOpt,
+    netuid: Optional[int] = typer.Option(None, "--netuid", help="Subnet (default 72)."),
+    wallet_name: Optional[str] = typer.Option(None, "--wallet-name", "--wallet.name"),
+    wallet_hotkey: Optional[str] = typer.Option(None, "--wallet-hotkey", "--wallet.hotkey"),
+    wallet_path: Optional[str] = typer.Option(None, "--wallet-path", "--wallet.path"),
+    network: Optional[str] = typer.Option(None, "--subtensor-network", "--subtensor.network",
+                                          help="finney | test | local | ws://..."),
+    axon_port: Optional[int] = typer.Option(None, "--axon-port", "--axon.port", help="Default 8091."),
+    external_ip: Optional[str] = typer.Option(None, "--axon-external-ip", "--axon.external_ip"),
+    external_port: Optional[int] = typer.Option(None, "--axon-external-port", "--axon.external_port"),
+    local: bool = typer.Option(False, "--local", help="No chain: loopback only, allow-list below."),
+    allowed_hotkey: Optional[list[str]] = typer.Option(None, "--allowed-hotkey", help="Local mode allow-list."),
+    permit: bool = typer.Option(False, "--require-validator-permit", "--blacklist.force_validator_permit"),
+    fallback: Optional[float] = typer.Option(None, "--fallback", help="Answer for unusable input (0.5)."),
+    deadline: Optional[float] = typer.Option(None, "--deadline", help="Seconds per answer (8)."),
+    metrics_port: Optional[int] = typer.Option(None, "--metrics-port", help="Serve Prometheus metrics here."),
+    capture: Optional[str] = typer.Option(None, "--capture", help="Save uncertain inputs to this folder."),
+) -> None:
+    """SN72 miner: a bittensor axon answering ImageSynapse challenges."""
+    from roadwork.serve.miner import mine_main
+
+    raise typer.Exit(mine_main(model, str(config) if config else None, {
+        "netuid": netuid, "wallet_name": wallet_name, "wallet_hotkey": wallet_hotkey, "wallet_path": wallet_path,
+        "network": network, "axon_port": axon_port, "external_ip": external_ip, "external_port": external_port,
+        "local": local or None, "allowed_hotkeys": allowed_hotkey or None, "require_validator_permit": permit or None,
+        "fallback_prediction": fallback, "metrics_port": metrics_port}, {"deadline_s": deadline}, capture))
+
+
+# ---- challenge ----------------------------------------------------------------------------------
+challenge_app = typer.Typer(no_args_is_help=True, help="The SN72 validator's challenges: check against the "
+                                                       "reference, write challenge sets.")
+app.add_typer(challenge_app, name="challenge")
+
+
+@challenge_app.command()
+def check(reference: Path = typer.Option(..., "--reference", help="challenge_reference folder (cases.json).")
+          ) -> None:
+    """Run every reference case; exit 1 if any differs beyond tolerance."""
+    from roadwork.challenge.reference import check_main
+
+    raise typer.Exit(check_main(reference, console))
+
+
+@challenge_app.command()
+def make(
+    data: str = typer.Option(..., "--data", help="Manifest CSV, image folder, parquet or videos."),
+    out: Path = typer.Option(..., "--out", help="Folder for the JPEGs, labels.csv and manifest.csv."),
+    seed: int = typer.Option(0, "--seed", help="Same seed and data -> identical files."),
+    n: Optional[int] = typer.Option(None, "--n", help="A seeded random subset of this many images."),
+) -> None:
+    """Write 224x224 challenge JPEGs exactly as sent on the wire, with their labels and augmentations."""
+    from roadwork.challenge.dataset import make_main
+
+    raise typer.Exit(make_main(data, out, seed, n, console))
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

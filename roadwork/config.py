@@ -60,6 +60,7 @@ class ServeConfig(_Strict):
     deadline_s: float = Field(8.0, gt=0)  # below the validator's 9 s dendrite timeout
     max_image_bytes: int = Field(20 * 1024 * 1024, ge=1)
     max_pixels: int = Field(50_000_000, ge=1)  # decompression-bomb guard
+    max_images: int = Field(64, ge=1)  # per HTTP request
     warmup: bool = True
 
 
@@ -77,6 +78,8 @@ class MinerConfig(_Strict):
     require_validator_permit: bool = False
     sync_interval_s: float = Field(600.0, gt=0)
     fallback_prediction: float = Field(0.5, ge=0, le=1)  # answer for undecodable input
+    model_url: str = ""  # reported to validators that send ExtendedImageSynapse
+    metrics_port: int | None = Field(None, ge=0, le=65535)  # Prometheus /metrics for the miner (off if None)
 
 
 class CaptureConfig(_Strict):

@@ -1,0 +1,12 @@
+"""The serving shells around the engine: one dynamic batcher, an HTTP API and the SN72 miner.
+
+    batcher.py   asyncio dynamic batcher; the engine runs on one worker thread
+    answers.py   the "never a bad answer" policy (finite value in [0, 1], fallbacks)
+    metrics.py   Prometheus metrics shared by both front-ends
+    capture.py   opt-in saving of uncertain inputs with a parquet index
+    http.py      FastAPI app (`roadwork serve`)
+    protocol.py  the subnet's ImageSynapse, field for field
+    miner.py     bittensor axon with blacklist / priority / metagraph re-sync (`roadwork mine`)
+
+The front-ends only convert inputs and outputs; nothing here changes a probability.
+"""
