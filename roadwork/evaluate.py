@@ -26,7 +26,7 @@ from PIL import Image
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from roadwork.decode import ImageError, decode_bytes
+from roadwork.decode import ImageError
 from roadwork.metrics import binary_metrics, hard_labels, simulate_reward, validator_stream
 
 MAX_ERRORS_JSON = 100  # the JSON lists this many unreadable files; the count is always exact
@@ -252,13 +252,14 @@ def _decode_records(recs: list[Any]) -> Iterator[Any]:
 
 
 def _challenge(img: Image.Image, rng: np.random.Generator, path: str) -> tuple[Image.Image, int]:
-    """The image a miner receives for `img`: augmentation level, JPEG q75, decoded again."""
+    """The image a miner receives for `img` (augmentation level, JPEG q75, decoded again) and its level."""
     from roadwork.challenge import make_challenge
 
-    ch = make_challenge(img, rng)
-    jpeg = getattr(ch, "jpeg", None)
-    out = decode_bytes(jpeg, source=f"{path} (challenge JPEG)") if jpeg else ch.image
-    return out, int(ch.level)
+    try:
+        ch = make_challenge(img, rng)
+    except ImageError as e:
+        raise ImageError(path, f"challenge: {e.reason}") from None
+    return ch.image, int(ch.level)
 
 
 # ---- the CLI's glue -----------------------------------------------------------------------------

@@ -77,7 +77,6 @@ def test_eval_limit_is_a_seeded_subset(engine, manifest):
 
 
 def test_eval_with_challenge_is_deterministic_per_seed(engine, manifest):
-    pytest.importorskip("roadwork.challenge")
     a = evaluate(engine, manifest, challenge=True, seed=7, progress=False)
     b = evaluate(engine, manifest, challenge=True, seed=7, progress=False)
     c = evaluate(engine, manifest, challenge=True, seed=8, progress=False)
