@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 from PIL import Image
 
 from roadwork.data.records import DataError, Record, Sample, Source, parse_label
@@ -23,7 +22,17 @@ from roadwork.decode import MAX_PIXELS, VIDEO_SUFFIXES, ImageError
 log = logging.getLogger("roadwork.data")
 
 EPS = 1e-3  # seconds; absorbs rounding in pts * time_base so 0.5 s hits the frame stamped 0.5 s
-VIDEO_ERRORS = (av.error.FFmpegError, OSError, IndexError, ValueError)  # IndexError: no video stream
+
+
+def _av():
+    # PyAV is imported on first use: image-only machines (a GPU box without it) still import roadwork.data.
+    import av
+
+    return av
+
+
+def _video_errors() -> tuple[type[BaseException], ...]:
+    return (_av().error.FFmpegError, OSError, IndexError, ValueError)  # IndexError: no video stream
 
 
 def _start(stream) -> float:
@@ -46,7 +55,7 @@ def iter_video_frames(path: str | Path, fps: float) -> Iterator[tuple[float, Ima
         raise ValueError(f"fps must be positive, got {fps}")
     path = str(path)
     try:
-        with av.open(path) as container:
+        with _av().open(path) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             start, k, prev, prev_t = _start(stream), 0, None, 0.0
@@ -66,7 +75,7 @@ def iter_video_frames(path: str | Path, fps: float) -> Iterator[tuple[float, Ima
                 k += 1
     except ImageError:
         raise
-    except VIDEO_ERRORS as e:
+    except _video_errors() as e:
         raise ImageError(path, f"unreadable video ({type(e).__name__}: {e})") from None
 
 
@@ -79,15 +88,15 @@ def video_duration(path: str | Path) -> float:
     """Seconds of video from the container's metadata (no decoding); ImageError if it has none."""
     path = str(path)
     try:
-        with av.open(path) as container:
+        with _av().open(path) as container:
             stream = container.streams.video[0]
             if stream.duration:
                 return float(stream.duration * stream.time_base)
             if stream.frames and stream.average_rate:
                 return float(stream.frames / stream.average_rate)
             if container.duration:
-                return container.duration / av.time_base
-    except VIDEO_ERRORS as e:
+                return container.duration / _av().time_base
+    except _video_errors() as e:
         raise ImageError(path, f"unreadable video ({type(e).__name__}: {e})") from None
     raise ImageError(path, "video has no duration in its metadata")
 
@@ -96,7 +105,7 @@ def read_frame_at(path: str | Path, t: float) -> Image.Image:
     """The frame on screen at `t` seconds, by seeking to the keyframe before it and decoding forward."""
     path = str(path)
     try:
-        with av.open(path) as container:
+        with _av().open(path) as container:
             stream = container.streams.video[0]
             start = _start(stream)
             container.seek(int((t + start) / stream.time_base), stream=stream, backward=True, any_frame=False)
@@ -114,7 +123,7 @@ def read_frame_at(path: str | Path, t: float) -> Image.Image:
             return _to_image(chosen, f"{path}#t={fmt_time(t)}s")
     except ImageError:
         raise
-    except VIDEO_ERRORS as e:
+    except _video_errors() as e:
         raise ImageError(f"{path}#t={fmt_time(t)}s", f"unreadable video ({type(e).__name__}: {e})") from None
 
 
