@@ -1,13 +1,20 @@
-"""Image-classifier tier: any Hugging Face image-classification checkpoint (ViT, DINOv2, ConvNeXt,
+"""Image-classifier tier: any Hugging Face image-classification checkpoint (ViT, DINOv2/v3, ConvNeXt,
 Swin, ResNet, timm backbones through transformers' TimmWrapper), from a hub id or a local folder.
 
-Calibration (temperature and threshold) is folded into the classifier head when a model is saved,
-so P(roadwork) here equals the "Roadwork" score of the subnet base miner's pipeline on the same folder.
+Calibration (temperature and threshold) is folded into the classifier head when `roadwork train`
+saves a model, so P(roadwork) here equals the "Roadwork" score of the subnet base miner's
+`pipeline("image-classification", model=DIR)` on the same folder, and the decision is p > 0.5.
+Folders calibrated without folding (`roadwork.json` with `"folded": false`) get their temperature and
+threshold applied here instead.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -17,7 +24,10 @@ from roadwork.config import TierConfig
 from roadwork.tiers import register_tier
 from roadwork.tiers.base import Tier, clean_probs, resolve_device, resolve_dtype
 
+log = logging.getLogger(__name__)
+
 LABELS = {0: "None", 1: "Roadwork"}
+META_FILE = "roadwork.json"  # written by `roadwork train`: calibration, split, metrics
 
 
 def roadwork_index(id2label: dict) -> int:
@@ -28,25 +38,77 @@ def roadwork_index(id2label: dict) -> int:
     return 1
 
 
+def read_meta(model: str) -> dict[str, Any]:
+    """`roadwork.json` of a local model folder ({} for hub ids and folders without one)."""
+    path = Path(model) / META_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+
+
+def _processor(model: str, image_size: int | None):
+    from transformers import AutoImageProcessor
+
+    try:
+        return AutoImageProcessor.from_pretrained(model)
+    except (OSError, ValueError) as e:
+        # Some checkpoints ship weights only: ImageNet statistics at their input size are the usual fit.
+        from transformers import ViTImageProcessor
+
+        size = image_size or 224
+        log.warning("%s: no image processor (%s); using a %dx%d resize with ImageNet normalization", model, e,
+                    size, size)
+        return ViTImageProcessor(size={"height": size, "width": size}, image_mean=[0.485, 0.456, 0.406],
+                                 image_std=[0.229, 0.224, 0.225])
+
+
 class ClassifierTier(Tier):
     kind = "classifier"
 
     def __init__(self, model: str, name: str = "classifier", device: str = "auto", dtype: str = "auto",
                  batch_size: int = 32, cost: float | None = None):
-        from transformers import AutoImageProcessor, AutoModelForImageClassification
+        from transformers import AutoModelForImageClassification
 
         self.name = name
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.batch_size = batch_size
-        self.model = AutoModelForImageClassification.from_pretrained(model, dtype=self.dtype)
+        try:
+            self.model = AutoModelForImageClassification.from_pretrained(model, dtype=self.dtype)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"classifier tier '{name}': cannot load image-classification model {model!r}: {e}") from e
         self.model.to(self.device).eval()
         if self.device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)
-        self.processor = AutoImageProcessor.from_pretrained(model)
-        self.index = roadwork_index(self.model.config.id2label)
-        self.cost = cost if cost is not None else 1.0
+        self.processor = _processor(model, getattr(self.model.config, "image_size", None))
+        self.num_labels = int(self.model.config.num_labels)
+        self.index = roadwork_index(self.model.config.id2label) if self.num_labels > 1 else 0
+        self.meta = read_meta(model)
+        # Unfolded calibration (rare: folders calibrated outside `roadwork train`) is applied here.
+        self._temperature, self._shift = 1.0, 0.0
+        if self.meta and not self.meta.get("folded", True) and self.num_labels == 2:
+            t = float(self.meta.get("threshold", 0.5))
+            self._temperature = float(self.meta.get("temperature", 1.0))
+            self._shift = math.log(t / (1 - t))
+        self.threshold = 0.5
+        self.cost = cost if cost is not None else float(self.meta.get("cost_ms", 1.0))
         self.model_path = model
+
+    @classmethod
+    def from_pretrained(cls, model: str, **kw: Any) -> "ClassifierTier":
+        return cls(model, **kw)
+
+    def _probs(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.num_labels == 1:  # a single-logit head: sigmoid of it
+            return torch.sigmoid(logits[:, 0])
+        if self._temperature != 1.0 or self._shift != 0.0:
+            other = 1 - self.index
+            return torch.sigmoid((logits[:, self.index] - logits[:, other]) / self._temperature - self._shift)
+        # the pipeline's own post-processing for single-label models: softmax over the classes
+        return torch.softmax(logits, dim=-1)[:, self.index]
 
     @torch.inference_mode()
     def predict(self, images: Sequence[Image.Image]) -> np.ndarray:
@@ -55,9 +117,16 @@ class ClassifierTier(Tier):
             chunk = [im.convert("RGB") for im in images[s:s + self.batch_size]]
             pixels = self.processor(images=chunk, return_tensors="pt")["pixel_values"]
             pixels = pixels.to(self.device, self.dtype, non_blocking=True)
+            if self.device.type == "cuda":
+                pixels = pixels.contiguous(memory_format=torch.channels_last)
             logits = self.model(pixel_values=pixels).logits.float()
-            out.append(torch.softmax(logits, dim=-1)[:, self.index].cpu().numpy())
+            out.append(self._probs(logits).cpu().numpy())
         return clean_probs(np.concatenate(out) if out else np.zeros(0))
+
+    def warmup(self) -> None:
+        size = getattr(self.model.config, "image_size", 224)
+        size = size if isinstance(size, int) else 224
+        self.predict([Image.new("RGB", (size, size))])
 
 
 @register_tier("classifier")

@@ -1,0 +1,312 @@
+"""The training loop behind `roadwork train`.
+
+    records -> group split (+ whole sources held out) -> augment (camera jitter, challenge simulator)
+            -> AdamW + cosine, bf16 + channels_last on GPU -> val MCC each epoch, early stopping
+            -> best weights -> merge LoRA -> fit T and threshold on val -> fold into the head
+            -> save_pretrained folder + roadwork.json + train_config.yaml + model cards
+
+Runs on one CPU, one GPU, or several GPUs under `torchrun` / `accelerate launch` (DDP when
+WORLD_SIZE > 1; rank 0 logs and saves). Imports stay light (torch, transformers, numpy, PIL, yaml;
+rich only if present) because the GPU machines have few of our other dependencies.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from roadwork.train import calibrate as cal
+from roadwork.train import prepare as prep
+from roadwork.train import models
+from roadwork.train.config import TrainConfig
+from roadwork.train.loader import Augment, BalancedSampler, RecordImages, ValView, normalize
+from roadwork.train.progress import Reporter
+
+log = logging.getLogger("roadwork.train")
+
+Callback = Callable[[int, dict[str, Any]], None]
+
+
+# ---- distributed ---------------------------------------------------------------------------------
+def _dist_setup(device: str) -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda" and world > 1:
+        dev = torch.device("cuda", local)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return rank, world, dev
+
+
+# ---- evaluation ----------------------------------------------------------------------------------
+@torch.no_grad()
+def margins(model: nn.Module, images: torch.Tensor, device: torch.device, mean: torch.Tensor,
+            std: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """z_roadwork - z_none for cached uint8 images (P(roadwork) = sigmoid of it, as the pipeline's softmax)."""
+    model.eval()
+    out = []
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    for s in range(0, len(images), batch_size):
+        x = normalize(images[s:s + batch_size].to(device, non_blocking=True), mean, std, device.type == "cuda")
+        with amp:
+            z = model(pixel_values=x).logits.float()
+        out.append((z[:, 1] - z[:, 0]).double().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _metrics(d: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    p = cal._sigmoid(d)
+    m = cal.binary_metrics(y, p)
+    m["mcc_best"] = cal.fit_threshold(p, y, balanced=True)[1]
+    return m
+
+
+# ---- schedule ------------------------------------------------------------------------------------
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.999))
+
+
+def _cosine(optim: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = (step - warmup) / max(1, total - warmup)
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    return torch.optim.lr_scheduler.LambdaLR(optim, f)
+
+
+# ---- the run -------------------------------------------------------------------------------------
+def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
+    """Train, calibrate and save a model folder at `config.out`; returns what roadwork.json holds."""
+    cfg = config.resolved()
+    rank, world, device = _dist_setup(cfg.device)
+    main = rank == 0
+    out = Path(cfg.out)
+    ckpt_dir = out / "checkpoints"
+    rep = Reporter(enabled=main)
+    t_start = time.monotonic()
+    torch.manual_seed(cfg.seed)
+
+    split = prep.make_split(cfg)
+    rep.info(prep.describe(split))
+
+    model = models.build_model(cfg.arch, cfg.init, cfg.image_size)
+    processor = models.make_processor(cfg.image_size, cfg.init)
+    model = models.apply_peft(model, cfg.mode, rank=cfg.lora_rank, alpha=2 * cfg.lora_rank)
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True
+    mean = torch.tensor(processor.image_mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(processor.image_std, device=device).view(1, 3, 1, 1)
+    n_params = models.param_count(model)
+    rep.info(f"model: {cfg.init or cfg.arch} ({cfg.mode}), {n_params / 1e6:.2f}M params, "
+             f"{sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6:.2f}M trainable; device {device}"
+             + (f" x{world}" if world > 1 else ""))
+
+    camera = prep.camera_transform() if cfg.camera_jitter else None
+    train_set = RecordImages(split.train, Augment(cfg.image_size, cfg.challenge_p if cfg.challenge else 0.0,
+                                                  cfg.camera_p, camera), seed=cfg.seed)
+    labels = [r.label for r in split.train]
+    sampler = BalancedSampler(labels, 0.5 if cfg.balance == "sampler" else None, seed=cfg.seed, rank=rank,
+                              world=world)
+    loader_kw: dict[str, Any] = {"num_workers": cfg.workers, "pin_memory": device.type == "cuda"}
+    if cfg.workers > 0:
+        loader_kw.update(persistent_workers=True, prefetch_factor=4)
+    loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=len(sampler) > cfg.batch_size,
+                        **loader_kw)
+
+    val_view = ValView(cfg.image_size, cfg.challenge)
+    rep.info("preparing validation images" + (" (challenge simulator, fixed seed)" if cfg.challenge else ""))
+    val_x, val_y = prep.cache_images(split.val, val_view, cfg.seed, cfg.workers)
+    cross_x, cross_y = prep.cache_images(split.cross, val_view, cfg.seed, cfg.workers)
+
+    weight = None
+    if cfg.balance == "loss":
+        n1 = max(1, sum(labels))
+        n0 = max(1, len(labels) - n1)
+        weight = torch.tensor([len(labels) / (2 * n0), len(labels) / (2 * n1)], device=device)
+    loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
+    optim = _optimizer(model, cfg)
+    steps = max(1, len(loader))
+    sched = _cosine(optim, int(cfg.warmup_epochs * steps), cfg.epochs * steps)
+
+    state = {"epoch": 0, "best": -math.inf, "best_epoch": 0, "bad": 0, "history": []}
+    last_ckpt = ckpt_dir / "last.pt"
+    if cfg.resume:
+        if not last_ckpt.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {last_ckpt}")
+        ck = torch.load(last_ckpt, map_location=device, weights_only=False)
+        model.load_state_dict(ck["model"])
+        optim.load_state_dict(ck["optim"])
+        sched.load_state_dict(ck["sched"])
+        state = ck["state"]
+        rep.info(f"resumed from {last_ckpt} after epoch {state['epoch']}")
+
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    if main:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        prep.save_config(out / "train_config.yaml", cfg, split)
+
+    rep.header(cross=len(cross_y) > 0)
+    stopped = ""
+    for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
+        t0 = time.monotonic()
+        sampler.set_epoch(epoch)
+        train_set.set_epoch(epoch)
+        net.train()
+        total, seen = 0.0, 0
+        with rep.bar(f"epoch {epoch}/{cfg.epochs}", len(loader)) as advance:
+            for x, y, _ in loader:
+                x = normalize(x.to(device, non_blocking=True), mean, std, device.type == "cuda")
+                y = y.to(device, non_blocking=True)
+                with amp:
+                    loss = loss_fn(net(pixel_values=x).logits.float(), y)
+                optim.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(model.parameters(), 2.0)
+                optim.step()
+                sched.step()
+                total += float(loss.detach()) * len(y)
+                seen += len(y)
+                advance(float(loss.detach()))
+        row = {"epoch": epoch, "loss": total / max(seen, 1), "lr": optim.param_groups[0]["lr"]}
+        row.update({f"val_{k}": v for k, v in _metrics(margins(model, val_x, device, mean, std), val_y).items()})
+        if len(cross_y):
+            row.update({f"cross_{k}": v for k, v in
+                        _metrics(margins(model, cross_x, device, mean, std), cross_y).items()})
+        row["seconds"] = time.monotonic() - t0
+        # the MCC after threshold fitting is what the saved model will get; AUC breaks ties
+        score = row["val_mcc_best"] + 1e-3 * (0.0 if math.isnan(row["val_auc"]) else row["val_auc"])
+        state["history"].append(row)
+        state["epoch"] = epoch
+        if score > state["best"]:
+            state.update(best=score, best_epoch=epoch, bad=0)
+            if main:
+                _atomic_save(model.state_dict(), ckpt_dir / "best.pt")
+        else:
+            state["bad"] += 1
+        if main:
+            _atomic_save({"model": model.state_dict(), "optim": optim.state_dict(), "sched": sched.state_dict(),
+                          "state": state}, last_ckpt)
+        rep.row(row, best=state["best_epoch"] == epoch)
+        for cb in callbacks:
+            cb(epoch, row)
+        if state["bad"] >= cfg.patience:
+            stopped = f"early stop: no better val MCC for {cfg.patience} epochs"
+        elif cfg.time_limit is not None and time.monotonic() - t_start > cfg.time_limit * 60:
+            stopped = f"time limit of {cfg.time_limit} min reached"
+        if _agree(bool(stopped), world, device):  # ranks' clocks differ: stop together or not at all
+            stopped = stopped or "another rank reached its limit"
+            break
+    if stopped:
+        rep.info(stopped)
+
+    if world > 1:
+        torch.distributed.barrier()
+    summary: dict[str, Any] = {}
+    if main:
+        summary = _finish(model, processor, cfg, split, state, (val_x, val_y), (cross_x, cross_y), device, mean, std,
+                          time.monotonic() - t_start, rep)
+    if world > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return summary
+
+
+def _agree(flag: bool, world: int, device: torch.device) -> bool:
+    """True on every rank if it is true on any (a no-op for one process)."""
+    if world == 1:
+        return flag
+    t = torch.tensor([int(flag)], device=device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def _finish(model: nn.Module, processor: Any, cfg: TrainConfig, split: "prep.Split", state: dict[str, Any],
+            val: tuple[torch.Tensor, np.ndarray], cross: tuple[torch.Tensor, np.ndarray], device: torch.device,
+            mean: torch.Tensor, std: torch.Tensor, seconds: float, rep: Reporter) -> dict[str, Any]:
+    """Best weights -> merged plain model -> calibration folded in -> the saved folder."""
+    from roadwork import publish
+
+    out = Path(cfg.out)
+    best = out / "checkpoints" / "best.pt"
+    if best.is_file():
+        model.load_state_dict(torch.load(best, map_location=device, weights_only=True))
+    model = models.unwrap(model).float().to(memory_format=torch.contiguous_format)
+    d_val = margins(model, val[0], device, mean, std)
+    calib = cal.calibrate(d_val, val[1])
+    cal.fold_into_head(model, calib["temperature"], calib["threshold"])
+    # from here on the model's own softmax is the calibrated probability, decided at 0.5
+    summary: dict[str, Any] = {
+        "format": 1, "labels": dict(models.LABELS), "folded": True,
+        "temperature": calib["temperature"], "threshold": calib["threshold"],
+        "decision": "P(roadwork) > 0.5 (temperature and threshold are folded into the head)",
+        "arch": cfg.arch, "init": cfg.init, "mode": cfg.mode, "image_size": cfg.image_size,
+        "params": models.param_count(model), "size_mb": round(models.size_mb(model), 2),
+        "val": cal.binary_metrics(val[1], cal._sigmoid(margins(model, val[0], device, mean, std))),
+        "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "train_seconds": round(seconds, 1),
+        "challenge": cfg.challenge, "seed": cfg.seed, "data": cfg.data, "synth": cfg.synth,
+        "split": prep.split_info(cfg, split), "command": cfg.command(), "history": state["history"],
+        "licenses": publish.data_licenses(cfg.data + cfg.synth),
+    }
+    if len(cross[1]):
+        p_cross = cal._sigmoid(margins(model, cross[0], device, mean, std))
+        summary["cross"] = cal.binary_metrics(cross[1], p_cross)
+        summary["cross"]["reward"] = prep.reward(p_cross, cross[1], cfg.seed)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    (out / "roadwork.json").write_text(json.dumps(prep.json_safe(summary), indent=2) + "\n")
+    publish.write_cards(out, model_name=cfg.model_name, version=cfg.version)
+    if not cfg.keep_checkpoints:
+        for f in (out / "checkpoints").glob("*"):
+            f.unlink()
+        (out / "checkpoints").rmdir()
+    rep.final(summary)
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m roadwork.train`: the same run without typer (argparse over TrainConfig's fields)."""
+    import argparse
+
+    from roadwork.train.config import add_arguments, from_namespace
+
+    parser = argparse.ArgumentParser(prog="python -m roadwork.train", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    train(from_namespace(parser.parse_args(argv)))
+    return 0
+
+
+__all__ = ["TrainConfig", "main", "margins", "train"]

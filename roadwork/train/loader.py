@@ -1,0 +1,174 @@
+"""Training and validation images: augmentation per image, a class-balanced sampler, DDP sharding.
+
+Every random choice for an image comes from `np.random.default_rng([seed, epoch, index])`, so a run
+is reproducible whatever the number of DataLoader workers, and validation (epoch fixed at -1) sees
+the same challenged images every epoch and in every run with the same seed.
+
+Images leave the workers as uint8 CHW tensors of `image_size`; normalization happens on the device.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, Sampler
+
+log = logging.getLogger("roadwork.train")
+
+VAL_EPOCH = -1
+
+
+def _accepts_rng(fn: Callable[..., Any]) -> bool:
+    try:
+        return "rng" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def challenge_image(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """What the miner receives for `img`: one validator augmentation level, JPEG q75, decoded."""
+    from roadwork.challenge import make_challenge
+
+    return make_challenge(img, rng).image
+
+
+def random_resized_crop(img: Image.Image, size: int, rng: np.random.Generator,
+                        scale: tuple[float, float] = (0.3, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> Image.Image:
+    """torchvision's RandomResizedCrop, driven by `rng` instead of torch's global generator."""
+    w, h = img.size
+    area = w * h
+    for _ in range(10):
+        target = area * rng.uniform(*scale)
+        aspect = float(np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1]))))
+        cw, ch = int(round(np.sqrt(target * aspect))), int(round(np.sqrt(target / aspect)))
+        if 0 < cw <= w and 0 < ch <= h:
+            x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+            return img.resize((size, size), Image.BILINEAR, box=(x, y, x + cw, y + ch))
+    side = min(w, h)  # fallback: centre square
+    x, y = (w - side) // 2, (h - side) // 2
+    return img.resize((size, size), Image.BILINEAR, box=(x, y, x + side, y + side))
+
+
+class Augment:
+    """The training view of an image (picklable, so it travels to DataLoader workers).
+
+    With probability `camera_p` the camera-look randomizer runs first (crop away bonnet, colour
+    cast, resolution and compression). Then, with probability `challenge_p`, the validator's own
+    augmentation levels and JPEG q75; otherwise a plain random resized crop. Horizontal flips are
+    free: roadwork has no handedness that matters here.
+    """
+
+    def __init__(self, image_size: int, challenge_p: float = 0.7, camera_p: float = 0.5,
+                 camera: Callable[..., Image.Image] | None = None):
+        self.image_size = image_size
+        self.challenge_p = challenge_p
+        self.camera_p = camera_p if camera is not None else 0.0
+        self.camera = camera
+        self._camera_rng = camera is not None and _accepts_rng(camera)
+
+    def __call__(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        if self.camera is not None and rng.random() < self.camera_p:
+            img = self.camera(img, rng=rng) if self._camera_rng else self.camera(img)
+        if rng.random() < self.challenge_p:
+            img = challenge_image(img, rng)
+            if img.size != (self.image_size, self.image_size):
+                img = img.resize((self.image_size, self.image_size), Image.BILINEAR)
+        else:
+            img = random_resized_crop(img, self.image_size, rng)
+        if rng.random() < 0.5:
+            img = img.transpose(Image.FLIP_LEFT_RIGHT)
+        return img
+
+
+class ValView:
+    """The validation view: the challenge simulator (fixed seed) or a plain resize."""
+
+    def __init__(self, image_size: int, challenge: bool = True):
+        self.image_size = image_size
+        self.challenge = challenge
+
+    def __call__(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        if self.challenge:
+            img = challenge_image(img, rng)
+        if img.size != (self.image_size, self.image_size):
+            img = img.resize((self.image_size, self.image_size), Image.BILINEAR)
+        return img
+
+
+class RecordImages(Dataset):
+    """`records[i]` -> (uint8 CHW tensor, label, i). Unreadable images are replaced by a seeded
+    other record for training (and reported); validation drops them up front (`readable`)."""
+
+    def __init__(self, records: Sequence[Any], view: Callable[[Image.Image, np.random.Generator], Image.Image],
+                 seed: int = 0):
+        self.records = list(records)
+        self.view = view
+        self.seed = seed
+        self.epoch = VAL_EPOCH
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
+        from roadwork.decode import ImageError
+
+        rng = np.random.default_rng([self.seed, self.epoch + 1, i])
+        for _ in range(5):
+            rec = self.records[i]
+            try:
+                img = rec.load()
+                break
+            except ImageError as e:
+                log.warning("skipping %s: %s", rec.path, e)
+                i = int(rng.integers(0, len(self.records)))
+        else:
+            raise RuntimeError("five unreadable images in a row; check the data source")
+        arr = np.asarray(self.view(img.convert("RGB"), rng), dtype=np.uint8)
+        return torch.from_numpy(arr.copy()).permute(2, 0, 1), int(self.records[i].label), i
+
+
+class BalancedSampler(Sampler[int]):
+    """Draws `num_samples` indices per epoch with replacement so that positives make up
+    `pos_fraction` of them (the validator asks 50/50; our data is ~13% roadwork). All ranks draw
+    the same sequence from the epoch's seed and keep every `world`-th index, which makes it a
+    distributed sampler too."""
+
+    def __init__(self, labels: Sequence[int], pos_fraction: float | None = 0.5, num_samples: int | None = None,
+                 seed: int = 0, rank: int = 0, world: int = 1):
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.pos_fraction = pos_fraction
+        self.num_samples = num_samples or len(self.labels)
+        self.seed, self.rank, self.world = seed, rank, world
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_samples // self.world
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        n1 = int(self.labels.sum())
+        if self.pos_fraction is None or n1 == 0 or n1 == len(self.labels):
+            idx = torch.randperm(len(self.labels), generator=g)
+            idx = idx.repeat(-(-self.num_samples // len(idx)))[: self.num_samples]
+        else:
+            w = np.where(self.labels == 1, self.pos_fraction / n1, (1 - self.pos_fraction) / (len(self.labels) - n1))
+            idx = torch.multinomial(torch.as_tensor(w), self.num_samples, replacement=True, generator=g)
+        idx = idx[: len(self) * self.world]
+        return iter(idx[self.rank:: self.world].tolist())
+
+
+def normalize(batch: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """uint8 NCHW on the device -> normalized float32, as the saved image processor does."""
+    x = batch.float().div_(255.0).sub_(mean).div_(std)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
