@@ -4,8 +4,10 @@ source ─► (seeded) challenge: augmentation level + JPEG q75, decoded as the 
        ─► engine.predict in batches ─► metrics overall / per level / per source / per tier
        ─► the subnet reward simulated over a validator-like stream of those answers.
 
-Everything random comes from `seed`: the challenge generator is `np.random.default_rng(seed)`,
-consumed image by image in source order, so the same seed gives the same challenge set.
+Everything random comes from `seed`, split exactly as `roadwork challenge make` splits it: two
+streams spawned from `SeedSequence(seed)`, one picking the `--limit` subset, one drawing the
+challenges image by image in source order. So `eval --seed S --limit N` scores the very challenges
+`challenge make --seed S --n N` writes, and the same seed always gives the same challenge set.
 """
 
 from __future__ import annotations
@@ -136,8 +138,8 @@ def evaluate(engine: Any, source: Any, challenge: bool = True, seed: int = 0, li
     rather than the first N rows of a manifest that is usually sorted by source."""
     t0 = time.perf_counter()
     src = _open(source)
-    chal_rng = np.random.default_rng(seed)
-    items, total = _items(src, limit, seed)
+    pick_rng, chal_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    items, total = _items(src, limit, pick_rng)
     probs, labels, levels, sources, paths = [], [], [], [], []
     tiers, per_tier, times, timed_out = [], [], [], []
     errors: list[tuple[str, str]] = []
@@ -212,7 +214,7 @@ def _open(source: Any) -> Any:
     return source
 
 
-def _items(src: Any, limit: int | None, seed: int) -> tuple[Iterator[Any], int | None]:
+def _items(src: Any, limit: int | None, pick_rng: np.random.Generator) -> tuple[Iterator[Any], int | None]:
     """(image, label, source, path) tuples or ImageError markers, in a fixed order.
 
     Sources with lazy `records()` are decoded by a small thread pool ahead of the model (JPEG
@@ -220,7 +222,7 @@ def _items(src: Any, limit: int | None, seed: int) -> tuple[Iterator[Any], int |
     if hasattr(src, "records"):
         recs = src.records()
         if limit is not None and limit < len(recs):
-            keep = np.sort(np.random.default_rng([seed, 2]).choice(len(recs), size=limit, replace=False))
+            keep = np.sort(pick_rng.choice(len(recs), size=limit, replace=False))
             recs = [recs[i] for i in keep]
         return _decode_records(recs), len(recs)
     it: Iterable[Any] = iter(src)

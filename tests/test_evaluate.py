@@ -147,3 +147,16 @@ def test_one_class_source_reports_nan_auc_as_null(engine, tmp_path):
     (tmp_path / "m.csv").write_text("path,label\n0.png,0\n1.png,0\n2.png,0\n")
     d = evaluate(engine, tmp_path / "m.csv", challenge=False, progress=False).to_dict()
     assert d["auc"] is None and d["n"] == 3 and not math.isnan(d["accuracy"])
+
+
+def test_eval_scores_the_challenges_challenge_make_writes(engine, manifest, tmp_path):
+    from roadwork.challenge.dataset import make_challenge_set
+
+    make_challenge_set(manifest, tmp_path / "set", seed=11, n=9, progress=False)
+    rows = list(csv.DictReader((tmp_path / "set" / "labels.csv").open()))
+    rep = evaluate(engine, manifest, challenge=True, seed=11, limit=9, progress=False)
+    assert rep.paths == [r["origin"] for r in rows]
+    assert rep.levels.tolist() == [int(r["level"]) for r in rows]
+    # the same pixels: scoring the written JPEGs without a second challenge gives the same answers
+    jpegs = [Image.open(tmp_path / "set" / r["file"]).convert("RGB") for r in rows]
+    np.testing.assert_allclose(rep.probs, [r.prob for r in engine.predict(jpegs)], atol=1e-6)
