@@ -15,6 +15,8 @@ Other refusals: 400 malformed JSON, 401 missing/wrong API key, 413 too many imag
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import secrets
@@ -179,7 +181,7 @@ def create_app(engine: Engine, cfg: Config | None = None, batcher: Batcher | Non
         if capture is not None:
             for (_, raw), im, r in zip(inputs, images, results):
                 if capture.wants(r.prob):
-                    await run_in_threadpool(capture.save, im, r.prob, r.label, r.tier, "http", raw)
+                    await run_in_threadpool(capture.save, im, r.prob, r.label, r.tier, "http", _raw_bytes(raw))
         metrics.requests.labels("http", "ok").inc()
         metrics.images.labels("http").inc(len(results))
         return PredictResponse(latency_ms=(time.perf_counter() - t0) * 1000.0, results=[
@@ -248,6 +250,17 @@ def _decode_all(inputs: list[tuple[str, bytes | str]], max_bytes: int, max_pixel
         raise _Refuse(422, f"{len(errors)} of {len(inputs)} image(s) could not be used; nothing was predicted",
                       errors, reason="bad_image")
     return images
+
+
+def _raw_bytes(raw: bytes | str) -> bytes | None:
+    """The uploaded bytes, for capture; None (capture re-encodes losslessly) for base64 that needed
+    the decoder's leniency (data URLs, URL-safe alphabet, missing padding)."""
+    if isinstance(raw, bytes):
+        return raw
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        return None
 
 
 def _version() -> str:
