@@ -88,12 +88,29 @@ class CaptureConfig(_Strict):
     band: tuple[float, float] = (0.3, 0.7)
 
 
+class SequenceConfig(_Strict):
+    """Multi-view and video smoothing (roadwork.sequence)."""
+
+    views: Literal["noisy_or", "max", "mean_logit", "mean"] = "noisy_or"  # N images of one place -> one answer
+    enter: float = Field(0.6, ge=0, le=1)  # a work zone opens when a frame's probability reaches this
+    exit: float = Field(0.4, ge=0, le=1)  # ... and closes when it drops below this (<= enter)
+    min_duration_s: float = Field(1.0, ge=0)  # shorter zones are dropped
+    max_gap_s: float = Field(1.0, ge=0)  # shorter gaps between zones are bridged
+
+    @model_validator(mode="after")
+    def _exit_below_enter(self) -> "SequenceConfig":
+        if self.exit > self.enter:
+            raise ValueError(f"exit ({self.exit}) must not exceed enter ({self.enter})")
+        return self
+
+
 class Config(_Strict):
     tiers: list[TierConfig] = Field(default_factory=lambda: [TierConfig()])
     router: RouterConfig = Field(default_factory=RouterConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     miner: MinerConfig = Field(default_factory=MinerConfig)
     capture: CaptureConfig = Field(default_factory=CaptureConfig)
+    sequence: SequenceConfig = Field(default_factory=SequenceConfig)
 
     @model_validator(mode="after")
     def _unique_tier_names(self) -> "Config":

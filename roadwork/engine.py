@@ -63,7 +63,13 @@ class Engine:
             from roadwork.stacker import Stacker
 
             stacker = Stacker.load(cfg.router.stacker)
-        return cls(tiers, [t.band for t in cfg.tiers], cfg.router, stacker)
+        engine = cls(tiers, [t.band for t in cfg.tiers], cfg.router, stacker)
+        from roadwork.sequence import Hysteresis
+
+        seq = cfg.sequence  # read by roadwork.sequence for videos and multi-view input
+        engine.hysteresis = Hysteresis(seq.enter, seq.exit, seq.min_duration_s, seq.max_gap_s)
+        engine.views = seq.views
+        return engine
 
     @classmethod
     def from_pretrained(cls, model: str | None = None, **tier_overrides: Any) -> "Engine":
@@ -96,7 +102,16 @@ class Engine:
                             decided_by[active[0]] if len(active) else "-", tier.name)
                 break
             t0 = time.perf_counter()
-            probs = clean_probs(tier.predict([images[j] for j in active]))
+            try:
+                probs = clean_probs(tier.predict([images[j] for j in active]))
+            except Exception:
+                if i == 0:
+                    raise
+                # a later tier failing (remote server down, OOM) must not cost the answer the
+                # earlier tiers already have: answer those images like a deadline would
+                log.exception("tier %s failed on %d image(s); answering with the tiers that ran", tier.name,
+                              len(active))
+                break
             if len(probs) != len(active):
                 raise RuntimeError(f"tier {tier.name} returned {len(probs)} probabilities for {len(active)} images")
             ms = (time.perf_counter() - t0) * 1000.0 / max(len(active), 1)
@@ -112,11 +127,46 @@ class Engine:
             active = active[unsure]
             if len(active) == 0:
                 break
-        return [self._answer(per_tier[j], decided_by[j], times[j], timed_out[j]) for j in range(n)]
+        stacked = self._stack(per_tier)
+        return [self._answer(per_tier[j], self._fallback(per_tier[j]) if self._cut_short(per_tier[j])
+                             else decided_by[j], times[j], timed_out[j], stacked.get(j)) for j in range(n)]
 
-    def _answer(self, probs: dict[str, float], tier: str, times: dict[str, float], timed_out: bool) -> Result:
-        if self.stacker is not None and len(probs) > 1:
-            p = float(self.stacker.combine(probs))
+    def _cut_short(self, probs: dict[str, float]) -> bool:
+        """Whether the router wanted a tier that did not run (deadline or failure)."""
+        for i, t in enumerate(self.tiers):
+            if t.name not in probs:
+                return True  # every tier before it was unsure, so it was wanted
+            lo, hi = self.bands[i]
+            if i < len(self.tiers) - 1 and not lo <= probs[t.name] <= hi:
+                return False
+        return False
+
+    def _fallback(self, probs: dict[str, float]) -> str:
+        """For an image cut short (deadline or failure): the deepest tier that ran and is
+        calibrated (an uncalibrated detector's raw score is a ranking, not a probability)."""
+        ran = [t for t in self.tiers if t.name in probs]
+        calibrated = [t for t in ran if getattr(t, "calibrated", True)]
+        return (calibrated or ran)[-1].name
+
+    def _stack(self, per_tier: list[dict[str, float]]) -> dict[int, float]:
+        """Stacker answers for every image that ran more than one tier, in one batch call."""
+        if self.stacker is None:
+            return {}
+        covers = getattr(self.stacker, "covers", lambda probs: True)
+        idx = [j for j, probs in enumerate(per_tier) if len(probs) > 1 and covers(probs)]
+        if not idx:
+            return {}
+        rows = [per_tier[j] for j in idx]
+        if hasattr(self.stacker, "combine_batch"):
+            vals = np.asarray(self.stacker.combine_batch(rows), dtype=np.float64)
+        else:
+            vals = np.array([self.stacker.combine(r) for r in rows], dtype=np.float64)
+        return dict(zip(idx, vals.tolist()))
+
+    def _answer(self, probs: dict[str, float], tier: str, times: dict[str, float], timed_out: bool,
+                stacked: float | None = None) -> Result:
+        if stacked is not None:
+            p = stacked
             tier = "stacker"
         else:
             p = probs[tier]
