@@ -103,7 +103,9 @@ def rotate_resized_crop(img: Image.Image | np.ndarray, angle: float,
     src = np.where(inside, iy.astype(np.intp) * W + ix.astype(np.intp), 0)
     rot = np.take(arr.reshape(-1, 3), src, axis=0)  # (h, w, 3) uint8
     rot[~inside] = 0  # black corners
-    t = torch.from_numpy(_U8_TO_F32[rot]).permute(2, 0, 1)
+    # gathering through the CHW view yields a contiguous CHW tensor: the antialiased resize is ~2x faster
+    # on it than on a channels-last view, with identical values
+    t = torch.from_numpy(_U8_TO_F32[rot.transpose(2, 0, 1)])
     out = TF.resize(t, [SIZE, SIZE], TF.InterpolationMode.BILINEAR, antialias=True)
     return out.numpy()
 

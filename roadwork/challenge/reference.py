@@ -119,7 +119,18 @@ def render(results: list[CaseResult], console) -> None:
     console.print(table)
     failed = [r.case for r in results if not r.passed]
     if failed:
-        console.print(f"[red]{len(failed)} of {len(results)} cases failed: {', '.join(failed)}[/red]")
+        console.print(f"[red]{len(failed)} of {len(results)} cases failed: {', '.join(failed)}[/red]", soft_wrap=True)
     else:
         console.print(f"[green]all {len(results)} cases pass[/green] (uint8: <= {U8_MAX_FRACTION:.1%} of pixels "
                       f"off by > {U8_TOLERANCE}; float: max error <= {FLOAT_TOLERANCE:g}; wire JPEG: bytes)")
+
+
+def check_main(reference_dir: str | Path, console) -> int:
+    """`roadwork challenge check`: 0 when every case passes, 1 on any failure, 2 on unusable references."""
+    try:
+        results = run_reference_check(reference_dir)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        console.print(f"[red]{e}[/red]", soft_wrap=True)
+        return 2
+    render(results, console)
+    return 0 if all(r.passed for r in results) else 1

@@ -1,0 +1,374 @@
+"""The SN72 challenge simulator: reference cases, an independent transcription of the validator's
+tensor pipeline, the random draws' distributions, reproducibility, the wire format and the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import pickle
+import shutil
+from io import BytesIO
+
+import numpy as np
+import pytest
+import torch
+import torchvision.transforms.functional as TF
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import SHARED
+from roadwork.challenge import (CODES, ChallengeTransform, augment, draw_level, jpeg_bytes, level0,
+                                make_challenge, rotate_resized_crop, run_reference_check, to_wire)
+from roadwork.challenge import ops
+from roadwork.challenge.dataset import format_distortions, parse_distortions
+from roadwork.challenge.reference import compare_float, compare_u8
+from roadwork.challenge.sim import draw_crop, draw_strengths
+from roadwork.cli import app
+
+REFERENCE = SHARED / "docs" / "challenge_reference"
+requires_reference = pytest.mark.skipif(not (REFERENCE / "cases.json").is_file(),
+                                        reason="needs ../shared/docs/challenge_reference")
+
+
+def scene(w: int = 96, h: int = 64, seed: int = 0) -> Image.Image:
+    """A left/right and top/bottom asymmetric colour image with texture (so flips and shifts show)."""
+    rng = np.random.default_rng(seed)
+    x = np.linspace(0, 1, w)[None, :, None]
+    y = np.linspace(0, 1, h)[:, None, None]
+    base = np.concatenate([x * np.ones((h, 1, 1)), y * np.ones((1, w, 1)), (x * y) ** 0.5], axis=2)
+    arr = np.clip(base * 220 + rng.integers(0, 35, (h, w, 3)), 0, 255).astype(np.uint8)
+    return Image.fromarray(arr, "RGB")
+
+
+# ---- the validator's own outputs ------------------------------------------------------------------------
+@requires_reference
+def test_every_reference_case_passes():
+    results = run_reference_check(REFERENCE)
+    cases = json.loads((REFERENCE / "cases.json").read_text())["cases"]
+    assert len(results) == len(cases) == 65
+    assert {r.op for r in results} == {"level0", "CS", "CC", "JPEG", "GNC", "GB", "rotate+resized_crop", "wire_jpeg"}
+    failed = [(r.case, r.max_error, r.pct_off) for r in results if not r.passed]
+    assert not failed
+    wire = next(r for r in results if r.op == "wire_jpeg")
+    assert wire.compared == "bytes"  # byte-identical, not merely close
+
+
+def test_compare_rules_at_their_thresholds():
+    ref = np.full((224, 224, 3), 100, np.uint8)
+    ours = ref.copy()
+    ours[...] = 101  # every pixel off by one grey level: allowed
+    assert compare_u8(ours, ref)[2]
+    flat = ours.reshape(-1, 3)
+    flat[:50, 1] = 103  # 50 of 50176 pixels = 0.0996% off by 3: allowed
+    err, pct, ok = compare_u8(ours, ref)
+    assert (err, ok) == (3.0, True) and pct == pytest.approx(100 * 50 / 50176)
+    flat[50, 0] = 90  # 51 pixels = 0.1016%: fails
+    assert compare_u8(ours, ref) == (10.0, pytest.approx(100 * 51 / 50176), False)
+    f = np.zeros((3, 4, 4), np.float32)
+    assert compare_float(f + 9e-5, f)[2] and not compare_float(f + 2e-4, f)[2]
+    assert not compare_u8(ref[:10], ref)[2]  # a shape mismatch never passes
+
+
+# ---- an independent transcription of the validator's tensor pipeline --------------------------------------
+def validator_pixels(img: Image.Image, angle: float, crop, strengths: dict[str, int], noise) -> np.ndarray:
+    """Levels 1-3 as the validator runs them, through torchvision and tensors: ToTensor, F.rotate (its
+    default NEAREST), F.resized_crop (bilinear, antialias), each distortion wrapped in the tensor -> BGR
+    uint8 -> tensor round trip, ToPILImage."""
+    t = TF.to_tensor(img.convert("RGB"))
+    t = TF.rotate(t, angle)
+    t = TF.resized_crop(t, *crop, [224, 224], TF.InterpolationMode.BILINEAR, antialias=True)
+    for code in CODES:
+        if strengths[code]:
+            bgr = (t[[2, 1, 0]].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+            out = ops.distort(bgr, code, strengths[code], noise)
+            t = torch.from_numpy(out.astype(np.float32) / 255.0).permute(2, 0, 1)[[2, 1, 0]]
+    return np.asarray(TF.to_pil_image(t))
+
+
+def legacy_noise(seed: int):
+    state = np.random.RandomState(seed)
+    return lambda shape: state.randn(*shape)
+
+
+def test_float_round_trip_is_identity():
+    # Justifies staying in uint8 between truncations: ToTensor then ToPILImage returns every value.
+    u = torch.arange(256, dtype=torch.uint8).view(1, 1, 256).expand(3, 1, 256).contiguous()
+    t = TF.to_tensor(u.permute(1, 2, 0).numpy())
+    assert np.array_equal(np.asarray(TF.to_pil_image(t))[0, :, 0], np.arange(256))
+    assert np.array_equal(t[0, 0].numpy(), ops._U8_TO_F32)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_rotate_resized_crop_equals_torchvision(seed):
+    rng = np.random.default_rng(seed)
+    w, h = int(rng.integers(20, 160)), int(rng.integers(20, 160))
+    img = scene(w, h, seed)
+    angle = float(rng.choice([0.0, 20.0, -20.0])) if seed < 3 else float(rng.uniform(-20, 20))
+    side = int(rng.integers(1, min(w, h) + 1))
+    crop = (int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1)), side, side)
+    theirs = TF.resized_crop(TF.rotate(TF.to_tensor(img), angle), *crop, [224, 224],
+                             TF.InterpolationMode.BILINEAR, antialias=True).numpy()
+    ours = rotate_resized_crop(img, angle, crop)
+    assert ours.dtype == np.float32 and ours.shape == (3, 224, 224)
+    assert np.array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("level", [1, 2, 3])
+def test_augment_equals_validator_pipeline(level):
+    mismatches, distorted = [], 0
+    for seed in range(8):
+        img = scene(90 + 7 * seed, 60 + 5 * seed, seed)
+        pixels, angle, crop, strengths = augment(img, level, np.random.default_rng(seed), noise=legacy_noise(seed))
+        distorted += any(strengths.values())
+        expected = validator_pixels(img, angle, crop, strengths, legacy_noise(seed))
+        if not np.array_equal(pixels, expected):
+            mismatches.append((seed, strengths))
+    assert not mismatches
+    assert level == 1 or distorted >= 4  # the distortions really ran
+
+
+def test_flips_never_fire():
+    # A flip would mirror this asymmetric scene; the challenge must equal the un-flipped geometry.
+    img = scene(120, 80)
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        ch = make_challenge(img, rng, level=1)
+        plain = ops.truncate_u8(rotate_resized_crop(img, ch.angle, ch.crop))
+        sent = np.asarray(ch.sent)
+        assert np.array_equal(sent, plain)
+        assert not np.array_equal(sent, plain[:, ::-1]) and not np.array_equal(sent, plain[::-1])
+
+
+def test_level0_center_crop_and_size():
+    img = scene(300, 120)
+    out = level0(img)
+    assert out.size == (224, 224) and out.mode == "RGB"
+    expected = img.crop((90, 0, 210, 120)).resize((224, 224), Image.BILINEAR)
+    assert np.array_equal(np.asarray(out), np.asarray(expected))
+    theirs = TF.to_pil_image(TF.to_tensor(TF.resize(TF.center_crop(img, 120), [224, 224])))
+    assert np.array_equal(np.asarray(out), np.asarray(theirs))
+
+
+# ---- random draws -------------------------------------------------------------------------------------
+def test_level_probabilities():
+    rng = np.random.default_rng(0)
+    counts = np.bincount([draw_level(rng) for _ in range(40_000)], minlength=4)
+    assert counts.sum() == 40_000 and len(counts) == 4
+    np.testing.assert_allclose(counts / 40_000, 0.25, atol=0.01)  # ~4.6 sd
+
+
+def test_strength_distributions():
+    rng = np.random.default_rng(1)
+    for level in (0, 1):
+        assert draw_strengths(rng, level) == dict.fromkeys(CODES, 0)
+    l2 = [draw_strengths(rng, 2) for _ in range(6000)]
+    l3 = [draw_strengths(rng, 3) for _ in range(6000)]
+    for code in CODES[:3]:
+        freq = np.bincount([d[code] for d in l2], minlength=2) / 6000
+        assert len(freq) == 2 and np.allclose(freq, 0.5, atol=0.025)
+    assert all(d["GNC"] == 0 and d["GB"] == 0 for d in l2)
+    for code in CODES:
+        freq = np.bincount([d[code] for d in l3], minlength=3) / 6000
+        assert len(freq) == 3 and np.allclose(freq, 1 / 3, atol=0.025)
+    assert list(l3[0]) == list(CODES)
+
+
+def test_crop_and_angle_draws():
+    rng = np.random.default_rng(2)
+    sides = []
+    for _ in range(2000):
+        top, left, h, w = draw_crop(rng, 90, 160)
+        assert h == w and 0 <= top <= 90 - h and 0 <= left <= 160 - w
+        sides.append(h)
+    frac = np.asarray(sides) ** 2 / (90 * 160)
+    # A square of scale*area fits a 16:9 frame only for scale <= 9/16; failed tries are redrawn (10 at
+    # most), so the accepted scales are uniform on [0.2, 0.5625], not on [0.2, 1.0]: mean ~0.381, not 0.6.
+    assert frac.min() >= 0.2 - 0.01 and frac.max() <= 1.0 and max(sides) == 90
+    assert frac.mean() == pytest.approx((0.2 + 0.5625) / 2, abs=0.01)
+    assert draw_crop(rng, 100, 1000) == (0, 450, 100, 100)  # nothing of scale >= 0.2 fits: centred square
+    angles = [make_challenge(scene(48, 40), rng, level=1).angle for _ in range(60)]
+    assert -20 <= min(angles) < -10 and 10 < max(angles) <= 20
+
+
+# ---- the challenge object, wire and reproducibility ------------------------------------------------------
+@pytest.mark.parametrize("mode,size", [("RGB", (96, 64)), ("L", (40, 90)), ("RGBA", (224, 224)), ("P", (30, 20))])
+def test_every_level_gives_224_rgb(mode, size):
+    img = scene(*size).convert(mode)
+    for level in range(4):
+        ch = make_challenge(img, np.random.default_rng(level), level=level)
+        assert ch.image.size == (224, 224) and ch.image.mode == "RGB" and ch.level == level
+        assert list(ch.distortions) == list(CODES)
+        assert (ch.angle is None) == (ch.crop is None) == (level == 0)
+
+
+def test_wire_is_pil_default_jpeg_q75():
+    ch = make_challenge(scene(), np.random.default_rng(0), level=3)
+    assert ch.jpeg[:2] == b"\xff\xd8" and ch.jpeg == jpeg_bytes(ch.sent)
+    with Image.open(BytesIO(ch.jpeg)) as im:
+        q = im.quantization
+    buf = BytesIO()
+    ch.sent.save(buf, format="JPEG", quality=75)
+    assert q == Image.open(BytesIO(buf.getvalue())).quantization and buf.getvalue() == ch.jpeg
+    assert to_wire(ch.sent) == ch.wire
+    import base64
+    decoded = Image.open(BytesIO(base64.b64decode(ch.wire))).convert("RGB")
+    assert np.array_equal(np.asarray(decoded), np.asarray(ch.image))
+    assert not np.array_equal(np.asarray(ch.image), np.asarray(ch.sent))  # JPEG is lossy: the miner sees that
+
+
+def test_same_seed_same_challenges():
+    img = scene(150, 100)
+
+    def run(seed):
+        rng = np.random.default_rng(seed)
+        return [make_challenge(img, rng) for _ in range(12)]
+
+    first, second, other = run(7), run(7), run(8)
+    assert [c.jpeg for c in first] == [c.jpeg for c in second]
+    assert [(c.level, c.angle, c.crop, c.distortions) for c in first] == \
+        [(c.level, c.angle, c.crop, c.distortions) for c in second]
+    assert [c.jpeg for c in first] != [c.jpeg for c in other]
+    assert len({c.level for c in first}) > 1
+
+
+def test_make_challenge_touches_no_global_state():
+    np.random.seed(0)
+    torch.manual_seed(0)
+    import random
+    random.seed(0)
+    before = (np.random.get_state()[1].copy(), torch.get_rng_state().clone(), random.getstate())
+    for level in range(4):
+        make_challenge(scene(), np.random.default_rng(level), level=level)
+    after = (np.random.get_state()[1], torch.get_rng_state(), random.getstate())
+    assert np.array_equal(before[0], after[0]) and torch.equal(before[1], after[1]) and before[2] == after[2]
+
+
+# ---- the training transform -------------------------------------------------------------------------------
+def test_challenge_transform_seeded_and_picklable():
+    img = scene()
+    tf = ChallengeTransform(seed=3)
+    outs = [np.asarray(tf(img)) for _ in range(4)]
+    again = pickle.loads(pickle.dumps(tf))  # a pickled copy restarts the stream (as a fresh worker would)
+    assert all(np.array_equal(a, np.asarray(again(img))) for a in outs)
+    assert all(o.shape == (224, 224, 3) for o in outs)
+    assert not all(np.array_equal(outs[0], o) for o in outs[1:])
+    only0 = ChallengeTransform(seed=0, levels=[0])
+    assert np.array_equal(np.asarray(only0(img)), np.asarray(make_challenge(img, np.random.default_rng(), 0).image))
+    with pytest.raises(ValueError, match="levels"):
+        ChallengeTransform(levels=[4])
+
+
+class _Same(torch.utils.data.Dataset):
+    def __init__(self, tf):
+        self.tf, self.img = tf, scene(64, 48)
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        return torch.from_numpy(np.asarray(self.tf(self.img)).copy())
+
+
+def test_challenge_transform_workers_draw_independent_streams():
+    def run():
+        torch.manual_seed(0)
+        loader = torch.utils.data.DataLoader(_Same(ChallengeTransform(seed=1)), batch_size=2, num_workers=2)
+        return [b for b in loader]  # batch k comes from worker k: both saw the same image at the same step
+
+    first, second = run(), run()
+    assert all(torch.equal(a, b) for a, b in zip(first, second))  # same seeds -> same run
+    assert not torch.equal(first[0][0], first[1][0])  # worker 0 and 1 drew different challenges
+
+
+# ---- the CLI ----------------------------------------------------------------------------------------------
+def test_distortion_labels_round_trip():
+    d = {"CS": 1, "CC": 0, "JPEG": 2, "GNC": 0, "GB": 1}
+    assert format_distortions(d) == "CS1+JPEG2+GB1"
+    assert parse_distortions("CS1+JPEG2+GB1") == {"CS": 1, "JPEG": 2, "GB": 1}
+    assert format_distortions(dict.fromkeys(CODES, 0)) == "" and parse_distortions("") == {}
+    with pytest.raises(ValueError, match="CS"):
+        parse_distortions("CS")
+
+
+@requires_reference
+def test_cli_check_passes_and_fails_on_a_corrupted_reference(tmp_path):
+    runner = CliRunner()
+    ok = runner.invoke(app, ["challenge", "check", "--reference", str(REFERENCE)])
+    assert ok.exit_code == 0, ok.output
+    assert "all 65 cases pass" in ok.output
+
+    bad = tmp_path / "ref"
+    shutil.copytree(REFERENCE, bad)
+    for p in bad.rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)  # the shared copy is read-only
+    target = bad / "outputs" / "phoenix_5s__GB2.png"
+    arr = np.asarray(Image.open(target).convert("RGB")).copy()
+    arr[100:110, 100:110] ^= 0x40  # 100 pixels far off: 0.2% > 0.1%
+    Image.fromarray(arr).save(target)
+    cases = json.loads((bad / "cases.json").read_text())
+    cases["cases"] = [c for c in cases["cases"] if "phoenix_5s" in c["output"]]  # keep the run short
+    (bad / "cases.json").write_text(json.dumps(cases))
+    res = runner.invoke(app, ["challenge", "check", "--reference", str(bad)])
+    assert res.exit_code == 1, res.output
+    assert "1 of" in res.output and "phoenix_5s__GB2" in res.output
+
+    (bad / "outputs" / "phoenix_5s__CS1.png").unlink()
+    missing = runner.invoke(app, ["challenge", "check", "--reference", str(bad)])
+    assert missing.exit_code == 2 and "phoenix_5s__CS1.png" in missing.output
+    assert runner.invoke(app, ["challenge", "check", "--reference", str(tmp_path / "nope")]).exit_code == 2
+
+
+def _manifest(tmp_path, n: int = 6):
+    data = tmp_path / "data"
+    (data / "img").mkdir(parents=True)
+    rows = []
+    for i in range(n):
+        scene(80 + 10 * i, 60 + 4 * i, seed=i).save(data / "img" / f"{i}.png")
+        rows.append(f"img/{i}.png,{i % 2},g{i // 2},synthetic")
+    (data / "img" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    rows.append("img/broken.jpg,1,g9,synthetic")
+    (data / "list.csv").write_text("path,label,group,source\n" + "\n".join(rows) + "\n")
+    return data / "list.csv"
+
+
+def test_cli_make_writes_a_reproducible_set(tmp_path):
+    manifest = _manifest(tmp_path)
+    runner = CliRunner()
+
+    def make(out, seed, *extra):
+        res = runner.invoke(app, ["challenge", "make", "--data", str(manifest), "--out", str(out),
+                                  "--seed", str(seed), *extra])
+        assert res.exit_code == 0, res.output
+        return res
+
+    res = make(tmp_path / "a", 4)
+    assert "broken.jpg" in res.output  # the unreadable file is named, and skipped
+    make(tmp_path / "b", 4)
+    make(tmp_path / "c", 5)
+    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert files == [f"{i:06d}.jpg" for i in range(6)] + ["labels.csv", "manifest.csv"]
+    for name in files:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert any((tmp_path / "a" / f).read_bytes() != (tmp_path / "c" / f).read_bytes() for f in files)
+
+    rows = list(csv.DictReader((tmp_path / "a" / "labels.csv").open()))
+    assert list(rows[0]) == ["file", "label", "source", "group", "level", "distortions", "angle", "crop", "origin"]
+    assert [r["label"] for r in rows] == ["0", "1", "0", "1", "0", "1"]
+    assert {r["source"] for r in rows} == {"synthetic"} and rows[2]["group"] == "g1"
+    for r in rows:
+        assert r["level"] in "0123"
+        assert (r["angle"] == "") == (r["crop"] == "") == (r["level"] == "0")
+        if r["level"] in "01":
+            assert r["distortions"] == ""
+        assert set(parse_distortions(r["distortions"])) <= set(CODES)
+        with Image.open(tmp_path / "a" / r["file"]) as im:
+            assert (im.format, im.size, im.mode) == ("JPEG", (224, 224), "RGB")
+
+    from roadwork.data import open_source
+    back = list(open_source(tmp_path / "a"))
+    assert len(back) == 6 and [s.label for s in back] == [0, 1, 0, 1, 0, 1]
+
+    res = make(tmp_path / "d", 4, "--n", "3")  # 3 of the 7 rows, the broken one perhaps among them
+    assert len(list(csv.DictReader((tmp_path / "d" / "labels.csv").open()))) + res.output.count("skipped") == 3
+    bad = runner.invoke(app, ["challenge", "make", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "e")])
+    assert bad.exit_code == 2 and "none" in bad.output
