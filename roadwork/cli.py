@@ -169,6 +169,42 @@ def make(
     raise typer.Exit(make_main(data, out, seed, n, console))
 
 
+# ---- calibrate-cascade --------------------------------------------------------------------------
+@app.command("calibrate-cascade")
+def calibrate_cascade(
+    data: str = typer.Option(..., "--data", "-d", help="Labelled images (manifest, folder, parquet, videos)."),
+    config: Optional[Path] = ConfigOpt,
+    out: Path = typer.Option(..., "--out", "-o", help="Where to write the calibrated config YAML."),
+    budget: Optional[float] = typer.Option(None, "--budget", help="Max mean cost per image (ms): maximize MCC under it."),
+    target_accuracy: Optional[float] = typer.Option(None, "--target-accuracy", help="Reach this accuracy at least cost."),
+    fit_calibrators: bool = typer.Option(True, help="Fit calibrators for detector/zero-shot/VLM tiers that have none."),
+    limit: Optional[int] = typer.Option(None, help="Use a random subset of this many images."),
+    probs: Optional[Path] = typer.Option(None, "--probs", help="Cache of tier outputs (.npz): read if present, else written."),
+) -> None:
+    """Fit the cascade's escalation bands (and stacker, tier calibrators) on labelled data."""
+    from rich.table import Table
+
+    from roadwork.cascade_calibrate import calibrate_cascade as run
+
+    if budget is not None and target_accuracy is not None:
+        console.print("[red]--budget and --target-accuracy are alternatives; give one[/red]")
+        raise typer.Exit(2)
+    fit = run(data, str(config) if config else None, str(out), budget, target_accuracy, fit_calibrators, limit,
+              str(probs) if probs else None, log=console.print)
+    o = fit.outcome
+    table = Table(title=f"cascade on {len(o.prob)} images ({fit.goal}): accuracy {o.accuracy:.4f}, "
+                        f"MCC {o.mcc:.4f}, mean cost {o.mean_cost:.1f} ms")
+    for col in ("tier", "band", "reached", "answered", "acc answered", "cost ms", "alone acc", "alone MCC"):
+        table.add_column(col)
+    for row, band in zip(fit.table, fit.bands):
+        acc = row["accuracy_answered"]
+        table.add_row(row["tier"], f"{band[0]:.2f}-{band[1]:.2f}", str(row["reached"]), str(row["answered"]),
+                      "-" if acc is None else f"{acc:.4f}", f"{row['cost_ms']:.1f}", f"{row['alone_accuracy']:.4f}",
+                      f"{row['alone_mcc']:.4f}")
+    console.print(table)
+    console.print(f"wrote {out}")
+
+
 # ---- train --------------------------------------------------------------------------------------
 @app.command()
 def train(
