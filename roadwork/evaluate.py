@@ -281,7 +281,12 @@ def run_eval(engine: Any, data: str, challenge: bool = True, seed: int = 0, limi
     except DataError as e:
         console.print(f"[red]error[/red] {e}")
         return 2
-    engine = engine() if callable(engine) and not hasattr(engine, "predict") else engine
+    if callable(engine) and not hasattr(engine, "predict"):
+        try:
+            engine = engine()
+        except (ValueError, OSError) as e:  # tiers raise ValueError naming the model they could not load
+            console.print(f"[red]error[/red] {e}")
+            return 2
     rep = evaluate(engine, src, challenge=challenge, seed=seed, limit=limit, progress=True,
                    batch_size=batch_size, console=console)
     if report_dir is not None:

@@ -139,6 +139,8 @@ def test_cli_eval_tables_and_bad_data(tiny_vit_dir, manifest, tmp_path):
     assert "per source" in res.stdout and "per tier" in res.stdout and "reward" in res.stdout
     res = CliRunner().invoke(app, ["eval", "-d", str(tmp_path / "nope.csv"), "-m", str(tiny_vit_dir)])
     assert res.exit_code == 2 and "nope.csv" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(app, ["eval", "-d", str(manifest), "-m", str(tmp_path / "no_model")])
+    assert res.exit_code == 2 and "no_model" in res.output and "Traceback" not in res.output
 
 
 def test_one_class_source_reports_nan_auc_as_null(engine, tmp_path):
