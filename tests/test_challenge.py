@@ -113,6 +113,14 @@ def test_rotate_resized_crop_equals_torchvision(seed):
     assert np.array_equal(ours, theirs)
 
 
+def test_rotate_resized_crop_equals_torchvision_on_a_large_frame():
+    img = scene(1280, 720, seed=3)  # coordinates in the hundreds: float32 rounding has less room
+    for angle, crop in [(-13.37, (0, 280, 720, 720)), (19.9, (101, 333, 517, 517))]:
+        theirs = TF.resized_crop(TF.rotate(TF.to_tensor(img), angle), *crop, [224, 224],
+                                 TF.InterpolationMode.BILINEAR, antialias=True).numpy()
+        assert np.array_equal(rotate_resized_crop(img, angle, crop), theirs)
+
+
 @pytest.mark.parametrize("level", [1, 2, 3])
 def test_augment_equals_validator_pipeline(level):
     mismatches, distorted = [], 0

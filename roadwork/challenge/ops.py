@@ -95,12 +95,14 @@ def rotate_resized_crop(img: Image.Image | np.ndarray, angle: float,
     # torch.linspace, sliced to the crop (its float32 values depend on the full range, not on the slice)
     xs = torch.linspace(-W * 0.5 + 0.5, W * 0.5 + 0.5 - 1, steps=W).numpy()[left:left + w][None, :]
     ys = torch.linspace(-H * 0.5 + 0.5, H * 0.5 + 0.5 - 1, steps=H).numpy()[top:top + h][:, None]
-    one, half = np.float32(1), np.float32(0.5)
-    ix = np.rint(((xs * rt[0, 0] + ys * rt[1, 0]) + rt[2, 0] + one) * (np.float32(W) / 2) - half)
-    iy = np.rint(((xs * rt[0, 1] + ys * rt[1, 1]) + rt[2, 1] + one) * (np.float32(H) / 2) - half)
+    ix = _nearest_source(xs, ys, rt[:, 0], W)
+    iy = _nearest_source(xs, ys, rt[:, 1], H)
     inside = (ix >= 0) & (ix <= W - 1) & (iy >= 0) & (iy <= H - 1)
     # integer arithmetic for the flat index: float32 is exact only below 2**24 pixels
-    src = np.where(inside, iy.astype(np.intp) * W + ix.astype(np.intp), 0)
+    src = iy.astype(np.intp)
+    src *= W
+    src += ix.astype(np.intp)
+    src[~inside] = 0
     rot = np.take(arr.reshape(-1, 3), src, axis=0)  # (h, w, 3) uint8
     rot[~inside] = 0  # black corners
     # gathering through the CHW view yields a contiguous CHW tensor: the antialiased resize is ~2x faster
@@ -108,6 +110,17 @@ def rotate_resized_crop(img: Image.Image | np.ndarray, angle: float,
     t = torch.from_numpy(_U8_TO_F32[rot.transpose(2, 0, 1)])
     out = TF.resize(t, [SIZE, SIZE], TF.InterpolationMode.BILINEAR, antialias=True)
     return out.numpy()
+
+
+def _nearest_source(xs: np.ndarray, ys: np.ndarray, coef: np.ndarray, size: int) -> np.ndarray:
+    """One grid coordinate -> nearest source pixel (float32, may be out of range), torch's float32 ops in
+    torch's order, done in place to spare the allocations of a million-pixel crop."""
+    g = np.add(xs * coef[0], ys * coef[1])  # (h, w)
+    g += coef[2]
+    g += np.float32(1)
+    g *= np.float32(size) / 2
+    g -= np.float32(0.5)
+    return np.rint(g, out=g)  # half to even, like Vectorized::round
 
 
 def truncate_u8(chw: np.ndarray) -> np.ndarray:

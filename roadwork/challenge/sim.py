@@ -3,6 +3,10 @@
 Mirrors `apply_augmentation_by_level` + `prepare_synapse` (natix release 2.0.4), with every random draw
 taken from one explicit `np.random.Generator` instead of the validator's mix of numpy's, torch's and
 Python's global generators. Distributions are the validator's; the streams are ours.
+
+Left out on purpose: the crop nudge toward a `mask_center` (only for cached images whose metadata carries
+one, i.e. in-painted synthetics; real Hub images have none), and the validator's fallback of sending the
+raw, un-resized image when augmentation raises.
 """
 
 from __future__ import annotations
