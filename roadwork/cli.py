@@ -257,6 +257,30 @@ def train(
         raise typer.Exit(2)
 
 
+# ---- synth --------------------------------------------------------------------------------------
+@app.command()
+def synth(
+    data: str = typer.Option(..., "--data", "-d", help="Scenes: a manifest (its label-0 images are used)."),
+    objects: str = typer.Option(..., "--objects", help="objects/ folder with boxes.csv, a saved bank, or 'none'."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: images/, manifest.csv, synth.json, bank/."),
+    n: int = typer.Option(1000, "--n", min=0, help="Synthetic positives."),
+    seed: int = typer.Option(0, help="Same seed, same bytes."),
+    hard_negatives: int = typer.Option(0, "--hard-negatives", min=0, help="Hard negatives (label 0)."),
+    exclude_source: Optional[list[str]] = typer.Option(None, "--exclude-source", help="Scene source to leave out; repeatable."),
+    max_side: int = typer.Option(320, "--max-side", min=16, help="Scenes are downscaled to this long side first."),
+) -> None:
+    """Copy-paste synthesis: roadwork objects (and hard negatives) pasted onto the road of label-0 scenes."""
+    from roadwork.data import DataError
+    from roadwork.train.objects import BankError
+    from roadwork.train.synth import run_synth
+
+    try:
+        run_synth(data, objects, out, n, seed, hard_negatives, exclude_source or [], max_side, console)
+    except (DataError, BankError, ValueError, RuntimeError) as e:  # each names the file or input
+        console.print(f"[red]{e}[/red]")
+        raise typer.Exit(2)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 
