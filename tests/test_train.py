@@ -1,0 +1,357 @@
+"""Training: LoRA/DoRA steps, calibration maths and folding, the full `train()` run on a tiny data set
+(pipeline compatibility, resume), samplers, splits, synth filtering, the ablation plan and the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import fields, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image, ImageDraw
+
+from roadwork.train import calibrate as cal
+from roadwork.train import models
+from roadwork.train.config import TrainConfig
+
+SOURCES = {"roadwork_clips": (90, 90, 110), "idd_lite": (150, 120, 80), "camvid": (60, 110, 60)}
+
+
+def make_dataset(root: Path, per_group: int = 3, groups: int = 4, size=(48, 40)) -> Path:
+    """Three sources with their own 'camera' tint; positives carry an orange cone-ish triangle."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for source, tint in SOURCES.items():
+        for g in range(groups):
+            for k in range(per_group):
+                label = int(source != "camvid" and (g % 2 == 0))
+                arr = np.clip(np.array(tint) + rng.integers(-30, 31, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
+                img = Image.fromarray(arr)
+                if label:
+                    x = int(rng.integers(8, size[0] - 16))
+                    ImageDraw.Draw(img).polygon([(x, 34), (x + 12, 34), (x + 6, 14)], fill=(255, 110, 0))
+                rel = f"{source}/g{g}/{k}.jpg"
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                img.save(root / rel, quality=90)
+                rows.append({"path": rel, "label": label, "source": source, "group": f"{source}:{g}",
+                             "license": f"{source} test license"})
+    with (root / "manifest.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return root / "manifest.csv"
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("data"))
+
+
+def tiny_cfg(data: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(data=[str(data)], out=str(out), arch="resnet-tiny", epochs=2, batch_size=8, image_size=32,
+                workers=0, val_fraction=0.3, camera_jitter=False, patience=5, device="cpu", lr=3e-3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+# ---- LoRA / DoRA -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("arch", ["vit-micro", "resnet-tiny"])
+@pytest.mark.parametrize("mode", ["lora", "dora"])
+def test_adapter_steps_reduce_loss_and_merge_to_plain_model(arch, mode, tmp_path):
+    torch.manual_seed(0)
+    model = models.apply_peft(models.build_model(arch, image_size=32), mode, rank=4, alpha=8, dropout=0.0)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(("lora_" in n) or ("modules_to_save" in n) for n in trainable)
+    assert any("modules_to_save" in n for n in trainable)  # the head trains fully
+    if mode == "dora":
+        assert any("lora_magnitude_vector" in n for n in trainable)
+    x = torch.randn(8, 3, 32, 32)
+    y = torch.tensor([0, 1] * 4)
+    optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    losses = []
+    model.train()
+    for _ in range(15):
+        loss = torch.nn.functional.cross_entropy(model(pixel_values=x).logits, y)
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.7 * losses[0], losses
+    model.eval()
+    with torch.no_grad():
+        before = model(pixel_values=x).logits
+    plain = models.unwrap(model)
+    assert not any("lora" in n for n, _ in plain.named_parameters())
+    plain.save_pretrained(tmp_path / "merged")
+    from transformers import AutoModelForImageClassification
+
+    again = AutoModelForImageClassification.from_pretrained(tmp_path / "merged").eval()  # no peft needed
+    with torch.no_grad():
+        torch.testing.assert_close(again(pixel_values=x).logits, before, atol=1e-4, rtol=1e-4)
+
+
+# ---- calibration -----------------------------------------------------------------------------------
+def test_fit_temperature_recovers_known_temperature():
+    rng = np.random.default_rng(0)
+    true_margin = rng.normal(0, 3, 40_000)
+    labels = (rng.random(len(true_margin)) < 1 / (1 + np.exp(-true_margin))).astype(int)
+    for T in (0.4, 2.5):
+        assert cal.fit_temperature(true_margin * T, labels) == pytest.approx(T, rel=0.05)
+
+
+def test_fit_threshold_finds_the_gap_and_balances_classes():
+    p = np.array([0.1, 0.2, 0.3, 0.35, 0.6, 0.7, 0.8, 0.9])
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    t, best = cal.fit_threshold(p, y)
+    assert 0.35 < t < 0.6 and best == pytest.approx(1.0)
+    # one positive amid many negatives: the balanced fit trades some false alarms for the positive
+    p = np.r_[np.linspace(0.0, 0.5, 50), [0.45]]
+    y = np.r_[np.zeros(50, int), [1]]
+    t_plain, _ = cal.fit_threshold(p, y)
+    t_bal, _ = cal.fit_threshold(p, y, balanced=True)
+    assert t_bal <= t_plain
+
+
+def test_metrics_match_sklearn():
+    from sklearn.metrics import matthews_corrcoef, roc_auc_score
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 300)
+    s = np.round(rng.random(300) * 0.5 + 0.3 * y, 2)  # ties on purpose
+    assert cal.roc_auc(y, s) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert cal.mcc(y, s > 0.5) == pytest.approx(matthews_corrcoef(y, s > 0.5), abs=1e-12)
+
+
+def test_folding_keeps_decisions_and_equals_calibrated_probability():
+    torch.manual_seed(0)
+    model = models.build_model("resnet-tiny").eval()
+    with torch.no_grad():
+        cal.head_linear(model).weight.normal_(0, 0.5)
+    x = torch.randn(64, 3, 32, 32)
+    with torch.no_grad():
+        z = model(pixel_values=x).logits.double()
+    d = (z[:, 1] - z[:, 0]).numpy()
+    T, t = 1.7, float(np.quantile(1 / (1 + np.exp(-d / 1.7)), 0.6))
+    cal.fold_into_head(model, T, t)
+    with torch.no_grad():
+        p = torch.softmax(model(pixel_values=x).logits.double(), -1)[:, 1].numpy()
+    np.testing.assert_allclose(p, cal.calibrated_prob(d, T, t), atol=1e-6)
+    q = 1 / (1 + np.exp(-d / T))
+    np.testing.assert_array_equal(p > 0.5, q > t)
+    assert 0 < (p > 0.5).sum() < len(p)
+
+
+# ---- the full run ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained(tiny_data, tmp_path_factory):
+    from roadwork.train.finetune import train
+
+    out = tmp_path_factory.mktemp("run") / "model"
+    summary = train(tiny_cfg(tiny_data, out, holdout_source=["idd_lite"], challenge=True, epochs=2))
+    return out, summary
+
+
+def test_train_writes_a_pipeline_folder_whose_score_is_the_tier_probability(trained, street_images):
+    from transformers import pipeline
+
+    from roadwork.tiers.classifier import ClassifierTier
+
+    out, summary = trained
+    for f in ("config.json", "model.safetensors", "preprocessor_config.json", "roadwork.json",
+              "train_config.yaml", "model_card.json", "README.md"):
+        assert (out / f).is_file(), f
+    assert not (out / "checkpoints").exists()
+    meta = json.loads((out / "roadwork.json").read_text())
+    assert meta["folded"] is True and meta["temperature"] > 0 and 0 < meta["threshold"] < 1
+    assert meta["split"]["holdout_sources"] == ["idd_lite"] and meta["cross"]["n"] == 12
+    assert meta["val"]["n"] > 0 and len(meta["history"]) == meta["epochs_run"] == 2
+    assert meta["licenses"]["camvid"] == ["camvid test license"]
+    cfg = yaml.safe_load((out / "train_config.yaml").read_text())
+    assert cfg["command"].startswith("roadwork train ") and cfg["config"]["holdout_source"] == ["idd_lite"]
+    images = street_images + [Image.new("RGB", (50, 40), (255, 120, 0))]
+    tier = ClassifierTier(str(out), device="cpu")
+    clf = pipeline("image-classification", model=str(out), device="cpu")
+    ours = tier.predict(images)
+    theirs = np.array([{d["label"]: d["score"] for d in clf(im)}["Roadwork"] for im in images])
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+def test_train_learns_the_tiny_task(tiny_data, tmp_path):
+    """Without the simulator the toy task (orange triangle) is easy: validation must get it."""
+    from roadwork.train.finetune import train
+
+    summary = train(tiny_cfg(tiny_data, tmp_path / "m", epochs=6, challenge=False, patience=10))
+    assert summary["val"]["auc"] > 0.9, summary["val"]
+    losses = [h["loss"] for h in summary["history"]]
+    assert losses[-1] < losses[0]
+
+
+def test_resume_continues_exactly_where_a_crash_left_off(tiny_data, tmp_path):
+    from safetensors.torch import load_file
+
+    from roadwork.train.finetune import train
+
+    straight = tiny_cfg(tiny_data, tmp_path / "a", epochs=2, challenge=False, keep_checkpoints=True)
+    train(straight)
+
+    class Crash(RuntimeError):
+        pass
+
+    def crash_after_first(epoch, row):
+        if epoch == 1:
+            raise Crash
+
+    crashed = replace(straight, out=str(tmp_path / "b"))
+    with pytest.raises(Crash):
+        train(crashed, callbacks=[crash_after_first])
+    assert (tmp_path / "b" / "checkpoints" / "last.pt").is_file()
+    assert not (tmp_path / "b" / "model.safetensors").exists()
+    summary = train(replace(crashed, resume=True))
+    assert [h["epoch"] for h in summary["history"]] == [1, 2]
+    a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5)
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tiny_data, tmp_path):
+    from roadwork.train.finetune import train
+
+    with pytest.raises(FileNotFoundError, match="last.pt"):
+        train(tiny_cfg(tiny_data, tmp_path / "none", resume=True))
+
+
+# ---- pieces ----------------------------------------------------------------------------------------
+def test_balanced_sampler_draws_half_positives_and_shards_across_ranks():
+    from roadwork.train.loader import BalancedSampler
+
+    labels = [1] * 13 + [0] * 87
+    s = BalancedSampler(labels, 0.5, num_samples=4000, seed=3)
+    s.set_epoch(1)
+    idx = list(s)
+    assert abs(np.mean([labels[i] for i in idx]) - 0.5) < 0.04
+    s.set_epoch(2)
+    assert list(s) != idx  # a new draw each epoch
+    shards = []
+    for rank in range(2):
+        r = BalancedSampler(labels, 0.5, num_samples=4000, seed=3, rank=rank, world=2)
+        r.set_epoch(1)
+        shards.append(list(r))
+    assert len(shards[0]) == len(shards[1]) == 2000
+    assert sorted(shards[0] + shards[1]) == sorted(idx)
+
+
+def test_validation_view_is_the_same_every_time(tiny_data):
+    from roadwork.data import open_source
+    from roadwork.train.loader import RecordImages, ValView
+
+    recs = open_source(tiny_data).records()[:4]
+    x1 = RecordImages(recs, ValView(32, challenge=True), seed=5)[2][0]
+    x2 = RecordImages(recs, ValView(32, challenge=True), seed=5)[2][0]
+    assert torch.equal(x1, x2) and x1.shape == (3, 32, 32) and x1.dtype == torch.uint8
+    assert not torch.equal(x1, RecordImages(recs, ValView(32, challenge=True), seed=6)[2][0])
+
+
+def test_synth_records_on_held_out_scenes_are_dropped(tmp_path):
+    from roadwork.train.prepare import load_synth
+
+    rows = [("a.jpg", "idd_lite", "idd_lite/x/1.jpg"), ("b.jpg", "camvid", "camvid/s/2.jpg"),
+            ("c.jpg", "camvid", "camvid/s/3.jpg")]
+    for name, _, _ in rows:
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
+    with (tmp_path / "manifest.csv").open("w") as f:
+        f.write("path,label,source,group,scene_source,scene_path\n")
+        for name, src, scene in rows:
+            f.write(f"{name},1,synth,{name},{src},{scene}\n")
+    kept, dropped = load_synth([str(tmp_path)], {"idd_lite"}, {"/data/root/camvid/s/3.jpg"})
+    assert [Path(r.path).name for r in kept] == ["b.jpg"] and dropped == 2
+
+
+def test_subsample_keeps_every_source_and_both_labels(tiny_data):
+    from roadwork.data import open_source
+    from roadwork.train.prepare import subsample
+
+    recs = open_source(tiny_data).records()
+    sub = subsample(recs, 16, seed=0)
+    assert len(sub) <= 20 and {r.source for r in sub} == set(SOURCES) and {r.label for r in sub} == {0, 1}
+
+
+def test_build_model_errors_name_the_architecture():
+    with pytest.raises(ValueError, match="resnet-tiny"):
+        models.build_model("resnet-tinyy")
+    with pytest.raises(ValueError, match="timm/no_such_net"):
+        models.build_model("timm/no_such_net")
+    m = models.build_model("resnet-tiny")
+    assert m.config.id2label == {0: "None", 1: "Roadwork"} and m.config.num_labels == 2
+
+
+def test_init_reheads_a_checkpoint_with_other_labels(tmp_path):
+    from transformers import ViTConfig, ViTForImageClassification
+
+    ViTForImageClassification(ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1,
+                                        num_attention_heads=2, intermediate_size=64, num_labels=5)).save_pretrained(tmp_path)
+    m = models.build_model(init=str(tmp_path))
+    assert m.classifier.out_features == 2 and m.config.id2label == {0: "None", 1: "Roadwork"}
+
+
+def test_ablation_plan_and_table():
+    from roadwork.train.ablation import markdown, plan
+
+    base = TrainConfig(data=["d"], out="runs/abl")
+    runs = plan(base, [], ["baseline", "camera", "synth"], ["idd", "clips"],
+                known_sources={"idd_lite", "roadwork_clips", "camvid", "kitti_road"})
+    assert [(r, f) for r, f, _ in runs] == [("baseline", "idd"), ("baseline", "clips"), ("camera", "idd"),
+                                            ("camera", "clips")]  # synth needs --synth
+    cfg = runs[1][2]
+    assert cfg.holdout_source == ["roadwork_clips", "kitti_road"] and cfg.camera_jitter is False
+    assert cfg.out == str(Path("runs/abl") / "baseline__clips")
+    with_synth = plan(base, ["s"], ["synth+camera"], ["idd"], known_sources={"idd_lite"})
+    assert with_synth[0][2].synth == ["s"] and with_synth[0][2].camera_jitter is True
+    row = {"recipe": "baseline", "fold": "idd", "cross_positives": 3, "cross_n": 30, "within_mcc": 0.9,
+           "within_auc": 0.95, "cross_mcc": 0.5, "cross_auc": 0.7, "cross_reward": 0.2, "best_epoch": 2,
+           "epochs_run": 3, "seconds": 10.0, "command": "roadwork train ..."}
+    md = markdown([row, dict(row, fold="clips", cross_mcc=0.3)])
+    assert "| baseline | idd (3/30 roadwork) | 0.900 | 0.950 | 0.500 |" in md
+    assert "| baseline | 0.900 | 0.400 |" in md  # mean cross MCC over the two folds
+
+
+def test_command_round_trips_through_argparse():
+    import argparse
+
+    from roadwork.train.config import add_arguments, from_namespace
+
+    cfg = TrainConfig(data=["a.csv", "b"], out="o", arch="convnext-atto", holdout_source=["idd_lite"],
+                      camera_jitter=False, lr=1e-3, epochs=3)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    argv = cfg.command().split()[2:]
+    assert from_namespace(parser.parse_args(argv)) == cfg
+
+
+def test_cli_train_has_a_flag_for_every_setting():
+    from typer.testing import CliRunner
+
+    from roadwork.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0
+    for f in fields(TrainConfig):
+        assert "--" + f.name.replace("_", "-") in result.output, f.name
+
+
+def test_cli_train_smoke_runs(tiny_data, tmp_path):
+    from typer.testing import CliRunner
+
+    from roadwork.cli import app
+
+    out = tmp_path / "smoke"
+    result = CliRunner().invoke(app, ["train", "--data", str(tiny_data), "--out", str(out), "--smoke",
+                                      "--no-camera-jitter", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "roadwork.json").read_text())
+    assert meta["arch"] == "resnet-tiny" and meta["epochs_run"] == 1 and math.isfinite(meta["temperature"])
