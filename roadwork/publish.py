@@ -6,6 +6,7 @@ was trained on and under which licenses, how well it does (with the command that
 number), how fast it runs on CPU, and the exact training command.
 
     python -m roadwork.publish DIR [--measure-speed] [--hotkey SS58] [--version X.Y.Z]
+        [--eval-json eval.json --eval-name NAME --eval-command "roadwork eval ..."]
 """
 
 from __future__ import annotations
@@ -184,6 +185,7 @@ def measure_cpu_speed(folder: str | Path, n: int = 20, threads: int | None = Non
     import os
     import platform
 
+    import numpy as np
     import torch
     from PIL import Image
 
@@ -192,7 +194,7 @@ def measure_cpu_speed(folder: str | Path, n: int = 20, threads: int | None = Non
     if threads:
         torch.set_num_threads(threads)
     tier = ClassifierTier(str(folder), device="cpu", dtype="float32", batch_size=16)
-    rng = __import__("numpy").random.default_rng(0)
+    rng = np.random.default_rng(0)
     imgs = [Image.fromarray(rng.integers(0, 255, (224, 224, 3), dtype="uint8")) for _ in range(16)]
     tier.predict(imgs[:2])
     t0 = time.perf_counter()
@@ -209,6 +211,18 @@ def measure_cpu_speed(folder: str | Path, n: int = 20, threads: int | None = Non
                        f"{torch.__version__}", "command": f"python -m roadwork.publish {folder} --measure-speed"}
 
 
+def add_evaluation(folder: str | Path, name: str, command: str, metrics: dict[str, Any]) -> None:
+    """Record an evaluation (e.g. `roadwork eval --json` output) in roadwork.json for the README."""
+    path = Path(folder) / "roadwork.json"
+    meta = _read_json(path)
+    keep = {k: metrics.get(k) for k in ("n", "positives", "mcc", "accuracy", "auc", "reward") if k in metrics}
+    if isinstance(metrics.get("reward"), dict):  # roadwork eval nests the reward simulation
+        keep["reward"] = metrics["reward"].get("mean_reward")
+    evals = [e for e in meta.get("evaluations", []) if e.get("name") != name]
+    meta["evaluations"] = evals + [{"name": name, "command": command, "metrics": keep}]
+    path.write_text(json.dumps(meta, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -219,10 +233,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--version", default=None)
     ap.add_argument("--hotkey", default=None, help="submitted_by: the miner hotkey (ss58).")
     ap.add_argument("--description")
+    ap.add_argument("--eval-json", help="Output of `roadwork eval --json` to record in the card.")
+    ap.add_argument("--eval-name", default="evaluation", help="Row name for --eval-json.")
+    ap.add_argument("--eval-command", default="", help="The command that produced --eval-json.")
     args = ap.parse_args(argv)
     folder = Path(args.folder)
     meta = _read_json(folder / "roadwork.json")
     old = _read_json(folder / "model_card.json")
+    if args.eval_json:
+        add_evaluation(folder, args.eval_name, args.eval_command, json.loads(Path(args.eval_json).read_text()))
+        meta = _read_json(folder / "roadwork.json")
     if args.measure_speed:
         meta["cpu_speed"] = measure_cpu_speed(folder)
         (folder / "roadwork.json").write_text(json.dumps(meta, indent=2) + "\n")
