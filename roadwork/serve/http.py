@@ -277,8 +277,9 @@ def run_server(engine: Engine, cfg: Config) -> None:
     import uvicorn
 
     app = create_app(engine, cfg)
+    # No per-request access log: at load it costs more than the tiny model, and /metrics counts requests.
     server = uvicorn.Server(uvicorn.Config(app, host=cfg.serve.host, port=cfg.serve.port, log_level="info",
-                                          timeout_graceful_shutdown=int(cfg.serve.deadline_s) + 2))
+                                          access_log=False, timeout_graceful_shutdown=int(cfg.serve.deadline_s) + 2))
     log.info("serving on http://%s:%d (docs at /docs)", cfg.serve.host, cfg.serve.port)
     server.run()
 
