@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pydantic
 import pytest
 
@@ -198,3 +199,15 @@ def test_cli_mine_local_answers_and_stops_on_sigterm(tiny_vit_dir, wallets, vali
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_registry_reads_a_metagraph():
+    # A real (unsynced) bittensor Metagraph holding the arrays a sync would fill.
+    mg = bt.Metagraph(netuid=72, network="finney", lite=True, sync=False)
+    mg.axons = [bt.AxonInfo(version=0, ip="0.0.0.0", port=0, ip_type=4, hotkey=hk, coldkey="c") for hk in ("val", "miner")]
+    mg.stake = np.array([5000.0, 12.5], dtype=np.float32)
+    mg.validator_permit = np.array([True, False])
+    reg = Registry.from_metagraph(mg)
+    assert reg.uids == {"val": 0, "miner": 1} and reg.priority("val") == 5000.0
+    assert reg.check("miner", require_permit=True)[0] is True
+    assert reg.check("val", require_permit=True)[0] is False

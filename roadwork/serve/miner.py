@@ -212,7 +212,8 @@ class Miner:
 
             start_http_server(mc.metrics_port, addr="127.0.0.1", registry=self.metrics.registry)
         self.axon.start()
-        _wait_port(self.axon.fast_config.host, self.axon.port, up=True)
+        if not _wait_port(self.axon.fast_config.host, self.axon.port, up=True, timeout=30):
+            raise RuntimeError(f"axon did not start listening on port {self.axon.port} (port in use?)")
         log.info("miner axon %s listening on %s:%d (%s)", self.wallet.hotkey.ss58_address,
                  self.axon.fast_config.host, self.axon.port, "local" if mc.local else f"netuid {mc.netuid}")
         return self
