@@ -19,7 +19,7 @@ SHOP_WORDS = ("SALE", "OPEN", "CAFE", "PIZZA", "HOTEL", "BANK", "TAXI", "SHOP", 
 def car(rng):
     body = warm(rng)
     glass = dark(rng) + np.array([0.02, 0.05, 0.08])
-    if rng.random() < 0.6:  # from behind, as a dashcam sees most cars
+    if rng.random() < 0.75:  # from behind, as a dashcam sees most cars
         cv = Canvas(80, 110)
         cv.poly([(8, 70), (102, 70), (102, 76), (8, 76)], dark(rng))  # tyres + bumper shadow
         cv.poly([(4, 38), (106, 38), (104, 72), (6, 72)], body, board_shade(cv, rng))

@@ -113,13 +113,17 @@ def cone_mask(rgb: np.ndarray, box: tuple[int, int, int, int], iters: int = 4) -
         return out
     # body and base get a hull each: one hull over both would fill the gap between the cone's
     # sides and the corners of its wider base with backdrop
-    keep_mask = np.isin(labels, keep)
+    # with their bottom and top rows bridged by a third hull (the unpainted foot of the body)
+    ys, xs = np.nonzero(np.isin(labels, keep))
     split = by0 + int(bh * 0.85)
+    body, base_ = ys < split, ys >= split
+    parts = [body, base_]
+    if body.any() and base_.any():
+        parts.append((body & (ys >= ys[body].max() - 1)) | (base_ & (ys <= ys[base_].min() + 1)))
     hull = np.zeros_like(fg)
-    for part, off in ((keep_mask[:split], 0), (keep_mask[split:], split)):
-        ys, xs = np.nonzero(part)
-        if len(ys) >= 3:
-            cv2.fillConvexPoly(hull, cv2.convexHull(np.column_stack([xs, ys + off]).astype(np.int32)), 1)
+    for part in parts:
+        if part.sum() >= 3:
+            cv2.fillConvexPoly(hull, cv2.convexHull(np.column_stack([xs[part], ys[part]]).astype(np.int32)), 1)
     out[cy0:cy1, cx0:cx1] = hull.astype(np.float32)
     return out
 
@@ -221,6 +225,9 @@ def _cut_one(rgb: np.ndarray, box: tuple[int, int, int, int], flt: BoxFilter, or
         return None
     rows, cols = np.nonzero(alpha > 0.5)
     if rows.max() - rows.min() < 0.7 * (y1 - y0):  # a cone spans its box top to bottom
+        return None
+    widths = (alpha[rows.min():rows.max() + 1] > 0.5).sum(axis=1)
+    if widths[:max(1, len(widths) // 5)].mean() > 0.75 * widths.max():  # no taper: not a cone
         return None
     r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
     rgba = np.dstack([rgb[r0:r1, c0:c1], (alpha[r0:r1, c0:c1] * 255).astype(np.uint8)])

@@ -18,8 +18,8 @@ SIZE = 120  # target size of the long side before cropping
 # kind -> relative frequency among pastes; "cone" = the real cut-outs of the object bank
 POSITIVE_WEIGHTS = {"cone": 0.40, "cone_drawn": 0.10, "barrel": 0.13, "delineator": 0.10, "barricade": 0.09,
                     "sign": 0.08, "jersey": 0.05, "fence": 0.05}
-NEGATIVE_WEIGHTS = {"car": 0.16, "truck": 0.08, "person": 0.16, "awning": 0.10, "parasol": 0.08,
-                    "shop_sign": 0.12, "pumpkin": 0.08, "hydrant": 0.08, "bin": 0.08, "jersey_concrete": 0.06}
+NEGATIVE_WEIGHTS = {"car": 0.12, "truck": 0.06, "person": 0.16, "awning": 0.09, "parasol": 0.09,
+                    "shop_sign": 0.12, "pumpkin": 0.10, "hydrant": 0.10, "bin": 0.10, "jersey_concrete": 0.06}
 NEGATIVE_KINDS = frozenset(NEGATIVE_WEIGHTS)
 # kind -> (real height range in metres, elevation of its bottom above the ground in metres)
 GEOMETRY: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {

@@ -290,6 +290,7 @@ def run_synth(data: str, objects: str, out: str | Path, n: int, seed: int, n_neg
     summary = json.loads((out / "synth.json").read_text())
     summary["excluded_sources"] = sorted(excluded)
     summary["data"] = str(data)
+    summary["objects"] = str(objects)
     (out / "synth.json").write_text(json.dumps(summary, indent=1))
     console.print(f"wrote {n} positives + {n_neg} hard negatives to {manifest} "
                   f"({summary['ms_per_image']} ms per image); scene sources: "
