@@ -50,11 +50,29 @@ def pipeline_scores(folder, images):
     return np.array([{d["label"]: d["score"] for d in clf(im)}["Roadwork"] for im in images])
 
 
-@pytest.mark.parametrize("arch", ["vit-micro", "resnet-tiny", "convnext-atto", "timm/test_resnet", "timm/test_vit"])
+def _hub_like(family: str, path):
+    """A tiny checkpoint of another family with a 1000-class head, as found on the hub."""
+    from transformers import Dinov2Config, Dinov2ForImageClassification, SwinConfig, SwinForImageClassification
+
+    if family == "dinov2":
+        m = Dinov2ForImageClassification(Dinov2Config(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                                                      num_attention_heads=2, intermediate_size=64, num_labels=1000))
+    else:
+        m = SwinForImageClassification(SwinConfig(image_size=32, patch_size=4, embed_dim=16, depths=[1, 1],
+                                                  num_heads=[1, 2], window_size=4, num_labels=1000))
+    m.save_pretrained(path)
+    return str(path)
+
+
+@pytest.mark.parametrize("arch", ["vit-micro", "resnet-tiny", "convnext-atto", "timm/test_resnet", "timm/test_vit",
+                                  "init:dinov2", "init:swin"])
 def test_folder_loads_and_matches_base_miner_pipeline(arch, tmp_path):
     torch.manual_seed(0)
-    size = 224 if arch == "timm/test_vit" else 32  # timm's test_vit has a fixed 160 px grid... resized below
-    model = models.build_model(arch, image_size=size)
+    size = 224 if arch == "timm/test_vit" else 32  # timm's test_vit has a fixed grid: read below
+    if arch.startswith("init:"):  # re-headed to {None, Roadwork} the way `roadwork train --init` does it
+        model = models.build_model(init=_hub_like(arch[5:], tmp_path / "hub"))
+    else:
+        model = models.build_model(arch, image_size=size)
     if arch == "timm/test_vit":
         size = model.timm_model.pretrained_cfg["input_size"][-1]
     folder = _save(model, tmp_path / "m", size)

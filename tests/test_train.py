@@ -115,6 +115,14 @@ def test_fit_threshold_finds_the_gap_and_balances_classes():
     t_plain, _ = cal.fit_threshold(p, y)
     t_bal, _ = cal.fit_threshold(p, y, balanced=True)
     assert t_bal <= t_plain
+    # a positive scored lowest: nothing separates, and no threshold may invert every decision
+    t, best = cal.fit_threshold(np.array([0.1, 0.6, 0.7, 0.8]), np.array([1, 0, 0, 0]))
+    assert (t, best) == (0.5, 0.0)
+    # two separate best plateaus: the answer lies inside one of them
+    p = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
+    y = np.array([0, 0, 1, 0, 1, 1, 0, 1])
+    t, best = cal.fit_threshold(p, y)
+    assert cal.mcc(y, p > t) == pytest.approx(best)
 
 
 def test_metrics_match_sklearn():
@@ -233,17 +241,40 @@ def test_balanced_sampler_draws_half_positives_and_shards_across_ranks():
     labels = [1] * 13 + [0] * 87
     s = BalancedSampler(labels, 0.5, num_samples=4000, seed=3)
     s.set_epoch(1)
-    idx = list(s)
+    assert list(s)[:3] == [(i, 1) for i in s.indices()[:3]]
+    idx = s.indices()
     assert abs(np.mean([labels[i] for i in idx]) - 0.5) < 0.04
     s.set_epoch(2)
-    assert list(s) != idx  # a new draw each epoch
+    assert s.indices() != idx  # a new draw each epoch
     shards = []
     for rank in range(2):
         r = BalancedSampler(labels, 0.5, num_samples=4000, seed=3, rank=rank, world=2)
         r.set_epoch(1)
-        shards.append(list(r))
+        shards.append(r.indices())
     assert len(shards[0]) == len(shards[1]) == 2000
     assert sorted(shards[0] + shards[1]) == sorted(idx)
+
+
+def test_persistent_workers_see_a_new_augmentation_each_epoch(tiny_data):
+    """Workers keep their own dataset copy: the epoch has to come with the index, not set_epoch()."""
+    from torch.utils.data import DataLoader
+
+    from roadwork.data import open_source
+    from roadwork.train.loader import Augment, BalancedSampler, RecordImages
+
+    recs = open_source(tiny_data).records()[:4]
+    sampler = BalancedSampler([0, 0, 0, 0], None, seed=0)
+    loader = DataLoader(RecordImages(recs, Augment(32, challenge_p=0.0), seed=0), sampler=sampler, batch_size=4,
+                        num_workers=1, persistent_workers=True)
+    seen = []
+    for epoch in (1, 2):
+        sampler.set_epoch(epoch)
+        x, _, idx = next(iter(loader))
+        seen.append(dict(zip(idx.tolist(), x)))
+    assert not all(torch.equal(seen[0][i], seen[1][i]) for i in range(4))
+    # and in-process the same (index, epoch) gives the same pixels
+    ds = RecordImages(recs, Augment(32, challenge_p=0.0), seed=0)
+    assert torch.equal(ds[(2, 2)][0], seen[1][2])
 
 
 def test_validation_view_is_the_same_every_time(tiny_data):
@@ -288,6 +319,15 @@ def test_build_model_errors_name_the_architecture():
         models.build_model("timm/no_such_net")
     m = models.build_model("resnet-tiny")
     assert m.config.id2label == {0: "None", 1: "Roadwork"} and m.config.num_labels == 2
+
+
+def test_init_of_a_dinov3_checkpoint_points_to_timm(tmp_path):
+    from transformers import DINOv3ViTConfig, DINOv3ViTModel
+
+    DINOv3ViTModel(DINOv3ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1,
+                                   num_attention_heads=2, intermediate_size=64)).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="timm/vit_small_patch16_dinov3"):
+        models.build_model(init=str(tmp_path))
 
 
 def test_init_reheads_a_checkpoint_with_other_labels(tmp_path):

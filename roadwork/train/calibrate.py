@@ -120,7 +120,8 @@ def fit_threshold(probs: np.ndarray, labels: np.ndarray, balanced: bool = False)
     computed as if both classes were equally frequent (the validator's prior), not ours (~13%).
 
     Candidates are midpoints between consecutive distinct probabilities; among equally good ones
-    the median is taken, which keeps the decision away from the edge of the best plateau.
+    the middle of the longest run is taken, which keeps the decision away from the edge of the
+    best plateau.
     """
     p = np.asarray(probs, dtype=np.float64)
     y = np.asarray(labels).astype(int)
@@ -139,8 +140,15 @@ def fit_threshold(probs: np.ndarray, labels: np.ndarray, balanced: bool = False)
     with np.errstate(invalid="ignore", divide="ignore"):
         scores = np.where(den > 0, (tp * tn - fp * fn) / den, 0.0)
     best = scores.max()
-    ties = cands[np.isclose(scores, best, rtol=0, atol=1e-12)]
-    return float(np.median(ties)), float(best)
+    if best <= 0:  # no threshold separates the classes at all: keep the neutral one
+        return 0.5, float(best)
+    # the middle of the longest run of best candidates: a median over separate runs could land
+    # between them, on a threshold that is not among the best at all
+    is_best = np.isclose(scores, best, rtol=0, atol=1e-12)
+    edges = np.flatnonzero(np.diff(np.r_[0, is_best.astype(np.int8), 0]))
+    starts, ends = edges[::2], edges[1::2]
+    k = int(np.argmax(ends - starts))
+    return float(cands[(starts[k] + ends[k] - 1) // 2]), float(best)
 
 
 def calibrated_prob(margins: np.ndarray, temperature: float, threshold: float) -> np.ndarray:

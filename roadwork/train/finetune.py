@@ -30,7 +30,7 @@ from roadwork.train import calibrate as cal
 from roadwork.train import prepare as prep
 from roadwork.train import models
 from roadwork.train.config import TrainConfig
-from roadwork.train.loader import Augment, BalancedSampler, RecordImages, ValView, normalize
+from roadwork.train.loader import Augment, BalancedSampler, RecordImages, ValView, normalize, worker_init
 from roadwork.train.progress import Reporter
 
 log = logging.getLogger("roadwork.train")
@@ -132,7 +132,8 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> dict[str, 
     labels = [r.label for r in split.train]
     sampler = BalancedSampler(labels, 0.5 if cfg.balance == "sampler" else None, seed=cfg.seed, rank=rank,
                               world=world)
-    loader_kw: dict[str, Any] = {"num_workers": cfg.workers, "pin_memory": device.type == "cuda"}
+    loader_kw: dict[str, Any] = {"num_workers": cfg.workers, "pin_memory": device.type == "cuda",
+                                 "worker_init_fn": worker_init}
     if cfg.workers > 0:
         loader_kw.update(persistent_workers=True, prefetch_factor=4)
     loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=len(sampler) > cfg.batch_size,
@@ -177,8 +178,7 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> dict[str, 
     stopped = ""
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
         t0 = time.monotonic()
-        sampler.set_epoch(epoch)
-        train_set.set_epoch(epoch)
+        sampler.set_epoch(epoch)  # the epoch reaches the augmentation through the sampler's (index, epoch)
         net.train()
         total, seen = 0.0, 0
         with rep.bar(f"epoch {epoch}/{cfg.epochs}", len(loader)) as advance:

@@ -117,10 +117,13 @@ class RecordImages(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int, int]:
+        """`key` is an index, or (index, epoch) as BalancedSampler yields it: persistent DataLoader
+        workers hold their own copy of this dataset, so the epoch must travel with the index."""
         from roadwork.decode import ImageError
 
-        rng = np.random.default_rng([self.seed, self.epoch + 1, i])
+        i, epoch = key if isinstance(key, tuple) else (key, self.epoch)
+        rng = np.random.default_rng([self.seed, epoch + 1, i])
         for _ in range(5):
             rec = self.records[i]
             try:
@@ -135,11 +138,11 @@ class RecordImages(Dataset):
         return torch.from_numpy(arr.copy()).permute(2, 0, 1), int(self.records[i].label), i
 
 
-class BalancedSampler(Sampler[int]):
+class BalancedSampler(Sampler[tuple[int, int]]):
     """Draws `num_samples` indices per epoch with replacement so that positives make up
     `pos_fraction` of them (the validator asks 50/50; our data is ~13% roadwork). All ranks draw
     the same sequence from the epoch's seed and keep every `world`-th index, which makes it a
-    distributed sampler too."""
+    distributed sampler too. Yields (index, epoch) pairs for RecordImages."""
 
     def __init__(self, labels: Sequence[int], pos_fraction: float | None = 0.5, num_samples: int | None = None,
                  seed: int = 0, rank: int = 0, world: int = 1):
@@ -156,6 +159,9 @@ class BalancedSampler(Sampler[int]):
         return self.num_samples // self.world
 
     def __iter__(self):
+        return iter([(i, self.epoch) for i in self.indices()])
+
+    def indices(self) -> list[int]:
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         n1 = int(self.labels.sum())
         if self.pos_fraction is None or n1 == 0 or n1 == len(self.labels):
@@ -165,7 +171,18 @@ class BalancedSampler(Sampler[int]):
             w = np.where(self.labels == 1, self.pos_fraction / n1, (1 - self.pos_fraction) / (len(self.labels) - n1))
             idx = torch.multinomial(torch.as_tensor(w), self.num_samples, replacement=True, generator=g)
         idx = idx[: len(self) * self.world]
-        return iter(idx[self.rank:: self.world].tolist())
+        return idx[self.rank:: self.world].tolist()
+
+
+def worker_init(_: int) -> None:
+    """One thread per library inside a DataLoader worker: 16 workers x 16 OpenCV threads would
+    oversubscribe the machine (torch already limits itself to one thread in workers)."""
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:
+        pass
 
 
 def normalize(batch: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, channels_last: bool) -> torch.Tensor:

@@ -49,7 +49,7 @@ def _vit(hidden: int, layers: int, heads: int, patch: int = 16) -> Callable[[int
 
 # name -> (config builder, one-line description). Sizes are fp32 safetensors.
 ARCHS: dict[str, tuple[Callable[[int], object], str]] = {
-    "resnet-tiny": (_resnet(16, [16, 32, 64, 128], [1, 1, 1, 1]), "0.2M params; tests and smoke runs"),
+    "resnet-tiny": (_resnet(16, [16, 32, 64, 128], [1, 1, 1, 1]), "0.3M params; tests and smoke runs"),
     "resnet10": (_resnet(64, [64, 128, 256, 512], [1, 1, 1, 1]), "4.9M params, 20 MB; ResNet-18 with one block per stage"),
     "resnet18": (_resnet(64, [64, 128, 256, 512], [2, 2, 2, 2]), "11.2M params, 45 MB; too big to ship"),
     "resnet18-slim": (_resnet(48, [40, 80, 160, 320], [2, 2, 2, 2]), "4.4M params, 18 MB; ResNet-18 at 5/8 width"),
@@ -68,11 +68,18 @@ def build_model(arch: str | None = None, init: str | None = None, image_size: in
     """A 2-class `{0: "None", 1: "Roadwork"}` image classifier, from scratch (`arch`) or re-headed (`init`)."""
     from transformers import AutoModelForImageClassification
 
-    label_kw = {"num_labels": 2, "id2label": dict(LABELS), "label2id": {v: k for k, v in LABELS.items()}}
+    label_kw = {"id2label": dict(LABELS), "label2id": {v: k for k, v in LABELS.items()}}  # num_labels follows
     if init:
         # ignore_mismatched_sizes: a 1000-class (or any) head is replaced by a fresh 2-class one
-        return AutoModelForImageClassification.from_pretrained(init, ignore_mismatched_sizes=True,
-                                                               dtype=torch.float32, **label_kw)
+        try:
+            return AutoModelForImageClassification.from_pretrained(init, ignore_mismatched_sizes=True,
+                                                                   dtype=torch.float32, **label_kw)
+        except ValueError as e:
+            if "dinov3" in str(e).lower():
+                raise ValueError(f"--init {init}: transformers has no image-classification head for DINOv3 "
+                                 "checkpoints (the base miner's pipeline could not load the result); use timm's "
+                                 "DINOv3 instead, e.g. --init timm/vit_small_patch16_dinov3.lvd1689m") from e
+            raise ValueError(f"--init {init}: not an image-classification checkpoint ({e})") from e
     if not arch:
         raise ValueError("give --arch (from scratch) or --init (a checkpoint)")
     if arch.startswith("timm/"):
@@ -85,11 +92,12 @@ def build_model(arch: str | None = None, init: str | None = None, image_size: in
                 raise ValueError(f"--arch {arch}: timm has no architecture '{arch[5:]}'")
         except ImportError as e:  # pragma: no cover - timm is a dependency
             raise ValueError(f"--arch {arch} needs timm installed") from e
-        cfg = TimmWrapperConfig(architecture=arch[5:], **label_kw)
+        cfg = TimmWrapperConfig(architecture=arch[5:], num_labels=2, **label_kw)
     elif arch in ARCHS:
         cfg = ARCHS[arch][0](image_size)
         for k, v in label_kw.items():
             setattr(cfg, k, v)
+        cfg.num_labels = 2
     else:
         import difflib
 

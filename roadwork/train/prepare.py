@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from roadwork.train.config import TrainConfig
-from roadwork.train.loader import RecordImages
+from roadwork.train.loader import RecordImages, worker_init
 
 log = logging.getLogger("roadwork.train")
 
@@ -175,7 +175,7 @@ def cache_images(records: Sequence[Any], view: Callable, seed: int, workers: int
     if not records:
         return torch.zeros(0, 3, 1, 1, dtype=torch.uint8), np.zeros(0, dtype=np.int64)
     ds = RecordImages(records, view, seed=seed)
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers)
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers, worker_init_fn=worker_init)
     xs, ys = [], []
     for x, y, _ in loader:
         xs.append(x)
