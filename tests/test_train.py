@@ -227,6 +227,26 @@ def test_resume_continues_exactly_where_a_crash_left_off(tiny_data, tmp_path):
         torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5)
 
 
+def test_time_limit_shrinks_the_schedule_to_what_fits():
+    from roadwork.train.finetune import _fit_schedule
+    from roadwork.train.progress import Reporter
+
+    cfg = TrainConfig(data=["d"], epochs=30, time_limit=0.5)  # 30 s
+    state = {"epoch": 3, "planned": 30, "history": [{"seconds": 10.0}, {"seconds": 5.0}, {"seconds": 5.0}]}
+    horizon = {"total": 30 * 7}
+    _fit_schedule(state, cfg, 22.0, horizon, 7, Reporter(enabled=False))
+    assert state["planned"] == 4 and horizon["total"] == 28  # 8 s left: one more 5 s epoch
+    _fit_schedule(state, cfg, 40.0, horizon, 7, Reporter(enabled=False))
+    assert state["planned"] == 3  # over time: stop now, never plan below the epochs done
+
+
+def test_time_limited_run_stops_and_still_saves(tiny_data, tmp_path):
+    from roadwork.train.finetune import train
+
+    summary = train(tiny_cfg(tiny_data, tmp_path / "t", epochs=5, challenge=False, time_limit=1e-4))
+    assert summary["epochs_run"] == 1 and (tmp_path / "t" / "model.safetensors").is_file()
+
+
 def test_resume_without_checkpoint_is_a_clear_error(tiny_data, tmp_path):
     from roadwork.train.finetune import train
 

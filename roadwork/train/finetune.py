@@ -88,11 +88,12 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.999))
 
 
-def _cosine(optim: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+def _cosine(optim: torch.optim.Optimizer, warmup: int, horizon: dict[str, int]) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up, then cosine to 1% over horizon["total"] steps (which a time limit may shorten)."""
     def f(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        t = (step - warmup) / max(1, total - warmup)
+        t = (step - warmup) / max(1, horizon["total"] - warmup)
         return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
     return torch.optim.lr_scheduler.LambdaLR(optim, f)
 
@@ -152,9 +153,9 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> dict[str, 
     loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
     optim = _optimizer(model, cfg)
     steps = max(1, len(loader))
-    sched = _cosine(optim, int(cfg.warmup_epochs * steps), cfg.epochs * steps)
-
-    state = {"epoch": 0, "best": -math.inf, "best_epoch": 0, "bad": 0, "history": []}
+    state = {"epoch": 0, "best": -math.inf, "best_epoch": 0, "bad": 0, "history": [], "planned": cfg.epochs}
+    horizon = {"total": cfg.epochs * steps}
+    sched = _cosine(optim, int(cfg.warmup_epochs * steps), horizon)
     last_ckpt = ckpt_dir / "last.pt"
     if cfg.resume:
         if not last_ckpt.is_file():
@@ -164,6 +165,7 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> dict[str, 
         optim.load_state_dict(ck["optim"])
         sched.load_state_dict(ck["sched"])
         state = ck["state"]
+        horizon["total"] = state.get("planned", cfg.epochs) * steps
         rep.info(f"resumed from {last_ckpt} after epoch {state['epoch']}")
 
     net: nn.Module = model
@@ -217,10 +219,12 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> dict[str, 
         rep.row(row, best=state["best_epoch"] == epoch)
         for cb in callbacks:
             cb(epoch, row)
+        if cfg.time_limit is not None:
+            _fit_schedule(state, cfg, time.monotonic() - t_start, horizon, steps, rep, world, device)
         if state["bad"] >= cfg.patience:
             stopped = f"early stop: no better val MCC for {cfg.patience} epochs"
-        elif cfg.time_limit is not None and time.monotonic() - t_start > cfg.time_limit * 60:
-            stopped = f"time limit of {cfg.time_limit} min reached"
+        elif epoch >= state["planned"] and state["planned"] < cfg.epochs:
+            stopped = f"time limit: the {state['planned']} epochs that fit in {cfg.time_limit} min are done"
         if _agree(bool(stopped), world, device):  # ranks' clocks differ: stop together or not at all
             stopped = stopped or "another rank reached its limit"
             break
@@ -237,6 +241,25 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> dict[str, 
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return summary
+
+
+def _fit_schedule(state: dict[str, Any], cfg: TrainConfig, elapsed: float, horizon: dict[str, int], steps: int,
+                  rep: Reporter, world: int = 1, device: torch.device | None = None) -> None:
+    """Shrink the planned epochs (and the cosine horizon with them) to what fits in --time-limit, so
+    a time-limited run still ends with a decayed learning rate instead of being cut mid-schedule.
+    Epoch times come from the history (the first epoch, with worker start-up, only when alone)."""
+    times = [h["seconds"] for h in state["history"]]
+    per_epoch = float(np.mean(times[1:] if len(times) > 1 else times))
+    left = cfg.time_limit * 60 - elapsed
+    fit = state["epoch"] + max(0, int(left / max(per_epoch, 1e-6)))
+    if world > 1:  # every rank must plan the same schedule: take the most cautious clock
+        t = torch.tensor([fit], device=device)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
+        fit = int(t.item())
+    if fit < state["planned"]:
+        state["planned"] = max(state["epoch"], fit)
+        horizon["total"] = state["planned"] * steps
+        rep.info(f"time limit: planning {state['planned']} epochs ({per_epoch:.1f} s each)")
 
 
 def _agree(flag: bool, world: int, device: torch.device) -> bool:
