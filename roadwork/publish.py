@@ -85,7 +85,7 @@ def _metrics_table(meta: dict[str, Any]) -> list[str]:
     cmd = "the training run (see Training)"
     holdout = ", ".join(meta.get("split", {}).get("holdout_sources", [])) or "-"
     chal = "challenge simulator, fixed seed" if meta.get("challenge", True) else "no challenge"
-    for name, key in ((f"validation: held-out clips/sequences ({chal})", "val"),
+    for name, key in ((f"validation: held-out clips/sequences ({chal}; T and threshold fitted here)", "val"),
                       (f"cross-source: {holdout} ({chal})", "cross")):
         m = meta.get(key)
         if m:

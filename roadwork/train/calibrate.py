@@ -68,7 +68,7 @@ def binary_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5
 
 
 # ---- fitting -----------------------------------------------------------------------------------
-def _sigmoid(x: np.ndarray) -> np.ndarray:
+def sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))  # overflow-free
 
 
@@ -99,7 +99,7 @@ def fit_temperature(margins: np.ndarray, labels: np.ndarray, balanced: bool = Fa
     w = class_weights(labels, balanced)
 
     def grad(log_a: float) -> float:
-        return float(np.mean(w * (_sigmoid(math.exp(log_a) * d) - y) * d))
+        return float(np.mean(w * (sigmoid(math.exp(log_a) * d) - y) * d))
 
     lo, hi = -math.log(T_RANGE[1]), -math.log(T_RANGE[0])
     if grad(hi) < 0:
@@ -154,7 +154,7 @@ def fit_threshold(probs: np.ndarray, labels: np.ndarray, balanced: bool = False)
 def calibrated_prob(margins: np.ndarray, temperature: float, threshold: float) -> np.ndarray:
     """P(roadwork) of the folded head: sigmoid(d / T - logit(t))."""
     d = np.asarray(margins, dtype=np.float64)
-    return _sigmoid(d / temperature - logit(threshold))
+    return sigmoid(d / temperature - logit(threshold))
 
 
 def calibrate(margins: np.ndarray, labels: np.ndarray, balanced: bool = True) -> dict[str, Any]:
@@ -162,7 +162,7 @@ def calibrate(margins: np.ndarray, labels: np.ndarray, balanced: bool = True) ->
 
     `balanced` (default) fits both as if the classes were 50/50, as the validator draws them."""
     temperature = fit_temperature(margins, labels, balanced)
-    q = _sigmoid(np.asarray(margins, dtype=np.float64) / temperature)
+    q = sigmoid(np.asarray(margins, dtype=np.float64) / temperature)
     threshold, best = fit_threshold(q, labels, balanced)
     return {"temperature": temperature, "threshold": threshold, "balanced": balanced,
             "val_mcc_at_threshold": best}

@@ -72,7 +72,7 @@ def margins(model: nn.Module, images: torch.Tensor, device: torch.device, mean: 
 
 
 def _metrics(d: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    p = cal._sigmoid(d)
+    p = cal.sigmoid(d)
     m = cal.binary_metrics(y, p)
     m["mcc_best"] = cal.fit_threshold(p, y, balanced=True)[1]
     return m
@@ -298,14 +298,14 @@ def _finish(model: nn.Module, processor: Any, cfg: TrainConfig, split: "prep.Spl
         "decision": "P(roadwork) > 0.5 (temperature and threshold are folded into the head)",
         "arch": cfg.arch, "init": cfg.init, "mode": cfg.mode, "image_size": cfg.image_size,
         "params": models.param_count(model), "size_mb": round(models.size_mb(model), 2),
-        "val": cal.binary_metrics(val[1], cal._sigmoid(margins(model, val[0], device, mean, std))),
+        "val": cal.binary_metrics(val[1], cal.sigmoid(margins(model, val[0], device, mean, std))),
         "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "train_seconds": round(seconds, 1),
         "challenge": cfg.challenge, "seed": cfg.seed, "data": cfg.data, "synth": cfg.synth,
         "split": prep.split_info(cfg, split), "command": cfg.command(), "history": state["history"],
         "licenses": publish.data_licenses(cfg.data + cfg.synth),
     }
     if len(cross[1]):
-        p_cross = cal._sigmoid(margins(model, cross[0], device, mean, std))
+        p_cross = cal.sigmoid(margins(model, cross[0], device, mean, std))
         summary["cross"] = cal.binary_metrics(cross[1], p_cross)
         summary["cross"]["reward"] = prep.reward(p_cross, cross[1], cfg.seed)
     model.save_pretrained(out)
