@@ -380,6 +380,30 @@ def test_ablation_plan_and_table():
     assert "| baseline | 0.900 | 0.400 |" in md  # mean cross MCC over the two folds
 
 
+def test_run_ablation_writes_the_table(tiny_data, tmp_path):
+    from roadwork.train.ablation import run_ablation
+
+    base = tiny_cfg(tiny_data, tmp_path / "abl", epochs=1, challenge=False)
+    rows = run_ablation(base, [], ["baseline"], ["idd"])
+    assert len(rows) == 1 and rows[0]["holdout"] == ["idd_lite"] and rows[0]["cross_n"] == 12
+    assert json.loads((tmp_path / "abl" / "ablation.json").read_text()) == rows
+    assert "| baseline | idd (6/12 roadwork) |" in (tmp_path / "abl" / "ablation.md").read_text()
+    run = tmp_path / "abl" / "baseline__idd"
+    assert (run / "roadwork.json").is_file() and not (run / "model.safetensors").exists()
+
+
+def test_custom_recipes_parse_with_types():
+    from roadwork.train.ablation import parse_recipe
+
+    name, over = parse_recipe("cnx:arch=convnext-atto,synth=1,camera_jitter=true,challenge_p=0.9,epochs=7")
+    assert name == "cnx" and over == {"arch": "convnext-atto", "synth": True, "camera_jitter": True,
+                                      "challenge_p": 0.9, "epochs": 7}
+    with pytest.raises(ValueError, match="holdout_source"):
+        parse_recipe("x:holdout_source=idd_lite")
+    with pytest.raises(ValueError, match="NAME"):
+        parse_recipe("nobody")
+
+
 def test_command_round_trips_through_argparse():
     import argparse
 

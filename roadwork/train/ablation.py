@@ -42,15 +42,42 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
+def parse_recipe(spec: str) -> tuple[str, dict[str, Any]]:
+    """`NAME:key=value,key=value` -> (NAME, overrides), values typed by TrainConfig's defaults;
+    `synth=1` asks for the --synth sources. E.g. `cnx:arch=convnext-atto,synth=1,camera_jitter=1`."""
+    from dataclasses import fields
+
+    name, _, body = spec.partition(":")
+    if not name or not body:
+        raise ValueError(f"--recipe {spec!r}: expected NAME:key=value,...")
+    known = {f.name: f for f in fields(TrainConfig)}
+    over: dict[str, Any] = {"synth": False, "camera_jitter": False}
+    for item in body.split(","):
+        key, _, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if key not in known or key in ("data", "out", "holdout_source"):
+            raise ValueError(f"--recipe {name}: unknown or fixed setting {key!r}")
+        if key in ("synth", "camera_jitter", "challenge") or isinstance(getattr(TrainConfig(), key), bool):
+            value: Any = raw.strip().lower() in ("1", "true", "yes", "on")
+        else:
+            kind = str(known[key].type)
+            value = float(raw) if "float" in kind else int(raw) if "int" in kind else raw.strip()
+        over[key] = value
+    return name, over
+
+
 def plan(base: TrainConfig, synth: Sequence[str], recipes: Sequence[str], folds: Sequence[str],
-         known_sources: set[str] | None = None) -> list[tuple[str, str, TrainConfig]]:
+         known_sources: set[str] | None = None, table: dict[str, dict[str, Any]] | None = None
+         ) -> list[tuple[str, str, TrainConfig]]:
     """(recipe, fold, config) for every run; unknown held-out sources are dropped from the fold."""
+    table = RECIPES if table is None else table
     runs = []
     for r in recipes:
-        if r not in RECIPES:
-            raise ValueError(f"--recipes: unknown recipe {r!r}; known: {', '.join(RECIPES)}")
-        over = dict(RECIPES[r])
-        if over.pop("synth") and not synth:
+        if r not in table:
+            raise ValueError(f"--recipes: unknown recipe {r!r}; known: {', '.join(table)}")
+        over = dict(table[r])
+        wants_synth = over.pop("synth")
+        if wants_synth and not synth:
             log.warning("recipe %s needs --synth; skipped", r)
             continue
         for f in folds:
@@ -60,7 +87,7 @@ def plan(base: TrainConfig, synth: Sequence[str], recipes: Sequence[str], folds:
             if not hold or (known_sources is not None and FOLDS[f][0] not in known_sources):
                 log.warning("fold %s: source %s not in the data; skipped", f, FOLDS[f][0])
                 continue
-            cfg = replace(base, holdout_source=hold, synth=list(synth) if RECIPES[r]["synth"] else [],
+            cfg = replace(base, holdout_source=hold, synth=list(synth) if wants_synth else [],
                           out=str(Path(base.out) / f"{r}__{f}"), model_name=f"{r}__{f}", **over)
             runs.append((r, f, cfg))
     return runs
@@ -103,14 +130,15 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def run_ablation(base: TrainConfig, synth: Sequence[str], recipes: Sequence[str], folds: Sequence[str],
-                 budget_min: float | None = None, keep_models: bool = False) -> list[dict[str, Any]]:
+                 budget_min: float | None = None, keep_models: bool = False,
+                 table: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     from roadwork.train.finetune import train
     from roadwork.train.prepare import load_records
 
     out = Path(base.out)
     out.mkdir(parents=True, exist_ok=True)
     sources = {r.source for r in load_records(base.data)}
-    runs = plan(base, synth, recipes, folds, sources)
+    runs = plan(base, synth, recipes, folds, sources, table)
     if not runs:
         raise ValueError("nothing to run: check --recipes, --folds and --synth")
     rows: list[dict[str, Any]] = []
@@ -141,6 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", default="runs/ablation", help="Folder for the table and one sub-folder per run.")
     ap.add_argument("--epochs", type=int, default=12, help="Most epochs per run.")
     ap.add_argument("--recipes", default=",".join(RECIPES), help=f"Comma-separated, from: {', '.join(RECIPES)}.")
+    ap.add_argument("--recipe", action="append", default=[],
+                    help="Extra recipe NAME:key=value,... (e.g. cnx:arch=convnext-atto,synth=1,camera_jitter=1); "
+                         "repeatable; runs after --recipes.")
     ap.add_argument("--folds", default=",".join(FOLDS), help=f"Comma-separated, from: {', '.join(FOLDS)}.")
     ap.add_argument("--budget-min", type=float, default=None,
                     help="Wall-clock minutes for all runs together (each gets a time limit from what is left).")
@@ -148,8 +179,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     base = from_namespace(args)
     synth, base = list(base.synth), replace(base, synth=[], holdout_source=[])
-    rows = run_ablation(base, synth, [s for s in args.recipes.split(",") if s],
-                        [s for s in args.folds.split(",") if s], args.budget_min, args.keep_models)
+    names = [s for s in args.recipes.split(",") if s]
+    table = dict(RECIPES)
+    for spec in args.recipe:
+        name, over = parse_recipe(spec)
+        table[name] = over
+        names.append(name)
+    rows = run_ablation(base, synth, names, [s for s in args.folds.split(",") if s], args.budget_min,
+                        args.keep_models, table)
     print(markdown(rows))
     return 0
 
