@@ -247,6 +247,21 @@ def test_time_limited_run_stops_and_still_saves(tiny_data, tmp_path):
     assert summary["epochs_run"] == 1 and (tmp_path / "t" / "model.safetensors").is_file()
 
 
+@pytest.mark.parametrize("mode", ["lora", "dora"])
+def test_adapter_run_saves_a_merged_folder_that_loads_without_peft(mode, tiny_data, tiny_vit_dir, tmp_path):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForImageClassification
+
+    from roadwork.train.finetune import train
+
+    out = tmp_path / mode
+    summary = train(tiny_cfg(tiny_data, out, arch=None, init=str(tiny_vit_dir), mode=mode, epochs=1, challenge=False))
+    assert summary["mode"] == mode and summary["init"] == str(tiny_vit_dir)
+    assert not any("lora" in k or "base_layer" in k for k in load_file(out / "model.safetensors"))
+    model = AutoModelForImageClassification.from_pretrained(out)
+    assert type(model).__name__ == "ViTForImageClassification" and model.config.id2label[1] == "Roadwork"
+
+
 def test_resume_without_checkpoint_is_a_clear_error(tiny_data, tmp_path):
     from roadwork.train.finetune import train
 
