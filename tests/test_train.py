@@ -269,6 +269,26 @@ def test_resume_without_checkpoint_is_a_clear_error(tiny_data, tmp_path):
         train(tiny_cfg(tiny_data, tmp_path / "none", resume=True))
 
 
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_train_and_rank0_saves(tiny_data, tmp_path):
+    """The torchrun path: WORLD_SIZE=2 on CPU (gloo), sharded sampler, rank 0 writes the folder."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+           "roadwork.train", "--data", str(tiny_data), "--out", str(out), "--arch", "resnet-tiny", "--epochs", "2",
+           "--batch-size", "4", "--image-size", "32", "--workers", "0", "--device", "cpu", "--no-challenge",
+           "--no-camera-jitter", "--val-fraction", "0.3", "--holdout-source", "idd_lite"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=Path(__file__).parent.parent)
+    assert res.returncode == 0, res.stderr[-3000:]
+    meta = json.loads((out / "roadwork.json").read_text())
+    assert meta["epochs_run"] == 2 and meta["cross"]["n"] == 12
+    assert res.stderr.count("device cpu x2") == 1  # only rank 0 reports
+
+
 # ---- pieces ----------------------------------------------------------------------------------------
 def test_balanced_sampler_draws_half_positives_and_shards_across_ranks():
     from roadwork.train.loader import BalancedSampler
