@@ -58,11 +58,12 @@ def _dist_setup(device: str) -> tuple[int, int, torch.device]:
 # ---- evaluation ----------------------------------------------------------------------------------
 @torch.no_grad()
 def margins(model: nn.Module, images: torch.Tensor, device: torch.device, mean: torch.Tensor,
-            std: torch.Tensor, batch_size: int = 256) -> np.ndarray:
-    """z_roadwork - z_none for cached uint8 images (P(roadwork) = sigmoid of it, as the pipeline's softmax)."""
+            std: torch.Tensor, batch_size: int = 256, bf16: bool = True) -> np.ndarray:
+    """z_roadwork - z_none for cached uint8 images (P(roadwork) = sigmoid of it, as the pipeline's softmax).
+    `bf16=False` for calibration: the saved model runs in fp32 on the miner."""
     model.eval()
     out = []
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and bf16 else nullcontext()
     for s in range(0, len(images), batch_size):
         x = normalize(images[s:s + batch_size].to(device, non_blocking=True), mean, std, device.type == "cuda")
         with amp:
@@ -288,7 +289,7 @@ def _finish(model: nn.Module, processor: Any, cfg: TrainConfig, split: "prep.Spl
     if best.is_file():
         model.load_state_dict(torch.load(best, map_location=device, weights_only=True))
     model = models.unwrap(model).float().to(memory_format=torch.contiguous_format)
-    d_val = margins(model, val[0], device, mean, std)
+    d_val = margins(model, val[0], device, mean, std, bf16=False)
     calib = cal.calibrate(d_val, val[1])
     cal.fold_into_head(model, calib["temperature"], calib["threshold"])
     # from here on the model's own softmax is the calibrated probability, decided at 0.5
@@ -298,14 +299,14 @@ def _finish(model: nn.Module, processor: Any, cfg: TrainConfig, split: "prep.Spl
         "decision": "P(roadwork) > 0.5 (temperature and threshold are folded into the head)",
         "arch": cfg.arch, "init": cfg.init, "mode": cfg.mode, "image_size": cfg.image_size,
         "params": models.param_count(model), "size_mb": round(models.size_mb(model), 2),
-        "val": cal.binary_metrics(val[1], cal.sigmoid(margins(model, val[0], device, mean, std))),
+        "val": cal.binary_metrics(val[1], cal.sigmoid(margins(model, val[0], device, mean, std, bf16=False))),
         "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "train_seconds": round(seconds, 1),
         "challenge": cfg.challenge, "seed": cfg.seed, "data": cfg.data, "synth": cfg.synth,
         "split": prep.split_info(cfg, split), "command": cfg.command(), "history": state["history"],
         "licenses": publish.data_licenses(cfg.data + cfg.synth),
     }
     if len(cross[1]):
-        p_cross = cal.sigmoid(margins(model, cross[0], device, mean, std))
+        p_cross = cal.sigmoid(margins(model, cross[0], device, mean, std, bf16=False))
         summary["cross"] = cal.binary_metrics(cross[1], p_cross)
         summary["cross"]["reward"] = prep.reward(p_cross, cross[1], cfg.seed)
     model.save_pretrained(out)
