@@ -46,8 +46,9 @@ def _dist_setup(device: str) -> tuple[int, int, torch.device]:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
-    if dev.type == "cuda" and world > 1:
-        dev = torch.device("cuda", local)
+    if dev.type == "cuda" and (world > 1 or dev.index is None):
+        # set_device needs an index on some torch releases ("cuda" alone raises on 2.11)
+        dev = torch.device("cuda", local if world > 1 else 0)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if world > 1 and not torch.distributed.is_initialized():
