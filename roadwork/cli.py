@@ -50,6 +50,30 @@ def predict(
     raise typer.Exit(code)
 
 
+# ---- label --------------------------------------------------------------------------------------
+@app.command()
+def label(
+    specs: list[str] = typer.Argument(..., help="Images, folders, globs, videos, manifests or parquet shards."),
+    out: Path = typer.Option(..., "--out", "-o", help="Writes OUT/labels/part-*.parquet and OUT/summary.json."),
+    model: Optional[str] = ModelOpt,
+    config: Optional[Path] = ConfigOpt,
+    fps: float = typer.Option(2.0, help="Sampling rate for video files."),
+    batch_size: int = typer.Option(32, min=1, help="Images per engine call."),
+    shard_size: int = typer.Option(256, min=1, help="Items per shard (the unit of work and of --resume)."),
+    num_workers: Optional[int] = typer.Option(None, min=1, help="Actors (default: one per CPU, or per GPU share)."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster to join (default: start a local one)."),
+    gpus_per_worker: float = typer.Option(0.0, min=0.0, help="GPUs per actor (0.5 packs two per GPU)."),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip shards whose part file exists."),
+    local: bool = typer.Option(False, "--local", help="No Ray: label in this process."),
+) -> None:
+    """Label large image/video sets into parquet, scaled out on Ray (one engine per actor)."""
+    from roadwork.label import label_main
+
+    raise typer.Exit(label_main(specs, out, model, config, console, fps=fps, batch_size=batch_size,
+                                shard_size=shard_size, num_workers=num_workers, address=address,
+                                gpus_per_worker=gpus_per_worker, resume=resume, local=local))
+
+
 # ---- eval ---------------------------------------------------------------------------------------
 @app.command("eval")
 def eval_(
