@@ -281,6 +281,25 @@ def train(
         raise typer.Exit(2)
 
 
+# ---- fit-color ----------------------------------------------------------------------------------
+@app.command("fit-color")
+def fit_color(
+    data: str = typer.Option(..., "--data", "-d", help="Labelled images (manifest, folder, parquet, videos)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The colour model json (tier config `model:`)."),
+    holdout_source: Optional[list[str]] = typer.Option(None, help="Validate on this whole source; repeatable."),
+    val_fraction: float = typer.Option(0.15, help="Else validate on this share of groups; 0 = fit on everything."),
+    challenge: bool = typer.Option(True, "--challenge/--no-challenge", help="Features of validator challenges."),
+    seed: int = typer.Option(0, help="Seed for the challenges and the group split."),
+    c: float = typer.Option(1.0, "--c", help="Inverse L2 strength of the logistic regression."),
+    cache: Optional[str] = typer.Option(None, help="Feature cache (.npz) reused across runs with the same seed."),
+) -> None:
+    """Fit the colour/stripe-cue tier (kind `color`) and print its train/validation metrics."""
+    from roadwork.tiers.color import fit_color_main
+
+    raise typer.Exit(fit_color_main(data, out, holdout_source or [], val_fraction, challenge, seed, c, cache,
+                                    console))
+
+
 # ---- synth --------------------------------------------------------------------------------------
 @app.command()
 def synth(

@@ -45,6 +45,7 @@ CASES = {
                                     batch_size=3), None)],
     "remote_vlm": [lambda tmp: _remote_cfg()],
     "yolo": [],  # ultralytics is optional: see test_yolo_without_ultralytics
+    "color": [lambda tmp: (TierConfig(name="color", kind="color"), None)],  # the shipped models/color json
 }
 
 

@@ -23,6 +23,7 @@ _LAZY = {
     "yolo": "roadwork.tiers.detector",
     "vlm": "roadwork.tiers.vlm",
     "remote_vlm": "roadwork.tiers.vlm",
+    "color": "roadwork.tiers.color",
 }
 
 
