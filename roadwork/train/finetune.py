@@ -253,6 +253,10 @@ def _fit_schedule(state: dict[str, Any], cfg: TrainConfig, elapsed: float, horiz
     times = [h["seconds"] for h in state["history"]]
     per_epoch = float(np.mean(times[1:] if len(times) > 1 else times))
     left = cfg.time_limit * 60 - elapsed
+    if len(times) < 2 and left > 2 * per_epoch:
+        # the first epoch carries worker start-up (4-5x a steady epoch on the GPU box); planning from
+        # it alone once cut a 7-minute budget to 2 minutes, and plans only ever shrink
+        return
     fit = state["epoch"] + max(0, int(left / max(per_epoch, 1e-6)))
     if world > 1:  # every rank must plan the same schedule: take the most cautious clock
         t = torch.tensor([fit], device=device)
