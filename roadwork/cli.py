@@ -19,16 +19,14 @@ ConfigOpt = typer.Option(None, "--config", "-c", help="Engine config YAML (confi
 
 
 def _engine(model: Optional[str], config: Optional[Path]):
-    from roadwork.config import ConfigError, load_config
+    from roadwork.config import ConfigError, shell_config
     from roadwork.engine import Engine
 
     try:
-        cfg = load_config(config)
+        cfg = shell_config(config, model)
     except ConfigError as e:
         console.print(f"[red]{e}[/red]")
         raise typer.Exit(2)
-    if model:
-        cfg.tiers[0].model = model
     return Engine.from_config(cfg)
 
 

@@ -162,6 +162,19 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     return Config.from_yaml(path, overrides)
 
 
+def shell_config(path: str | Path | None = None, model: str | None = None,
+                 overrides: dict[str, Any] | None = None, capture_dir: str | None = None) -> Config:
+    """The config a shell (predict, serve, mine) runs with: defaults < YAML < flags. `model`
+    replaces the first tier's model; `capture_dir` turns traffic capture on."""
+    over = dict(overrides or {})
+    if capture_dir:
+        over["capture"] = {"enabled": True, "dir": capture_dir}
+    cfg = load_config(path, over)
+    if model:
+        cfg.tiers[0].model = model
+    return cfg
+
+
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in over.items():

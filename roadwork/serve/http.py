@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, Field, ValidationError
 
-from roadwork.config import Config, load_config
+from roadwork.config import Config, load_config, shell_config
 from roadwork.decode import ImageError, decode_base64, decode_bytes
 from roadwork.engine import Engine
 from roadwork.serve.answers import DeadlineExceeded, ShuttingDown
@@ -290,14 +290,10 @@ def serve_main(model: str | None, config: str | None, serve: dict[str, Any], cap
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     over: dict[str, Any] = {"serve": {k: v for k, v in serve.items() if v is not None}}
-    if capture_dir:
-        over["capture"] = {"enabled": True, "dir": capture_dir}
     try:
-        cfg = load_config(config, over)
+        cfg = shell_config(config, model, over, capture_dir)
     except ConfigError as e:
         log.error("%s", e)
         return 2
-    if model:
-        cfg.tiers[0].model = model
     run_server(Engine.from_config(cfg), cfg)
     return 0

@@ -298,20 +298,16 @@ def run_miner(engine: Engine, cfg: Config) -> None:
 
 def mine_main(model: str | None, config: str | None, miner: dict, serve: dict, capture_dir: str | None) -> int:
     """`roadwork mine`: config (defaults < YAML < flags), engine, axon. Returns the exit code."""
-    from roadwork.config import ConfigError, load_config
+    from roadwork.config import ConfigError, shell_config
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     over: dict = {"miner": {k: v for k, v in miner.items() if v is not None},
                   "serve": {k: v for k, v in serve.items() if v is not None}}
-    if capture_dir:
-        over["capture"] = {"enabled": True, "dir": capture_dir}
     try:
-        cfg = load_config(config, over)
+        cfg = shell_config(config, model, over, capture_dir)
     except ConfigError as e:
         log.error("%s", e)
         return 2
-    if model:
-        cfg.tiers[0].model = model
     try:
         run_miner(Engine.from_config(cfg), cfg)
     except (FileNotFoundError, RuntimeError) as e:  # missing wallet, unregistered hotkey
