@@ -209,3 +209,24 @@ def test_color_tier_behind_a_tiny_classifier_in_the_engine(tiny_vit_dir, tmp_pat
             assert set(r.per_tier) == {"classifier", "color"}
         else:
             assert r.tier == "classifier" and r.prob == pytest.approx(p0[i]) and set(r.per_tier) == {"classifier"}
+
+
+def test_cascade_cpu_config_and_its_files_load(monkeypatch):
+    """configs/cascade_cpu.yaml names its stacker relative to the repository root (run from there);
+    the classifier (models/default) is not built here: tests never depend on it."""
+    from roadwork.config import load_config
+    from roadwork.stacker import Stacker
+
+    monkeypatch.chdir(REPO_ROOT)
+    cfg = load_config("configs/cascade_cpu.yaml")
+    assert [t.kind for t in cfg.tiers] == ["classifier", "color"]
+    stacker = Stacker.load(cfg.router.stacker)
+    assert stacker.tiers == [t.name for t in cfg.tiers] and "classifier+color" in stacker.models
+    color = create_tier(cfg.tiers[1])
+    lo, hi = cfg.tiers[0].band
+    assert 0 < lo < hi < 1
+    # a band image gets the stacker's answer, which rises with either tier's probability
+    p = color.predict([scene(np.random.default_rng(0), cones=3)])[0]
+    low, high = (stacker.combine({"classifier": c, "color": p}) for c in (lo, hi))
+    assert 0 < low < high < 1
+    assert stacker.combine({"classifier": 0.6, "color": 0.9}) > stacker.combine({"classifier": 0.6, "color": 0.1})
