@@ -162,6 +162,15 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     return Config.from_yaml(path, overrides)
 
 
+def resolve_path(path: str | Path) -> Path:
+    """A file a config names. Relative paths that do not exist from the working directory are tried
+    from the repository root, so the shipped configs (`configs/*.yaml`) work from any folder."""
+    p = Path(path)
+    if not p.is_absolute() and not p.exists() and (REPO_ROOT / p).exists():
+        return REPO_ROOT / p
+    return p
+
+
 def shell_config(path: str | Path | None = None, model: str | None = None,
                  overrides: dict[str, Any] | None = None, capture_dir: str | None = None) -> Config:
     """The config a shell (predict, serve, mine) runs with: defaults < YAML < flags. `model`

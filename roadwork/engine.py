@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from roadwork.config import Config, RouterConfig, load_config
+from roadwork.config import Config, RouterConfig, load_config, resolve_path
 from roadwork.tiers import Tier, create_tier
 from roadwork.tiers.base import clean_probs
 
@@ -62,7 +62,7 @@ class Engine:
         if cfg.router.stacker:
             from roadwork.stacker import Stacker
 
-            stacker = Stacker.load(cfg.router.stacker)
+            stacker = Stacker.load(resolve_path(cfg.router.stacker))
         engine = cls(tiers, [t.band for t in cfg.tiers], cfg.router, stacker)
         from roadwork.sequence import Hysteresis
 

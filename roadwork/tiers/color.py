@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from roadwork.config import DEFAULT_MODEL, REPO_ROOT, TierConfig
+from roadwork.config import DEFAULT_MODEL, REPO_ROOT, TierConfig, resolve_path
 from roadwork.tiers import register_tier
 from roadwork.tiers.calibration import FeatureTier, LogisticCalibrator
 
@@ -248,11 +248,9 @@ def resolve_model_path(model: str | Path) -> Path:
     """The json a tier config names: a file, or `color.json` in a folder; a relative path that is not
     found from the working directory is tried from the repository root. The generic default model
     (the classifier folder) means the shipped colour model."""
-    p = Path(model)
     if str(model) == str(DEFAULT_MODEL):
         return DEFAULT_JSON
-    if not p.is_absolute() and not p.exists() and (REPO_ROOT / p).exists():
-        p = REPO_ROOT / p
+    p = resolve_path(model)
     return p / "color.json" if p.is_dir() else p
 
 
