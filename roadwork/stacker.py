@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from roadwork.tiers.calibration import LogisticCalibrator, logit
+from roadwork.tiers.calibration import LogisticCalibrator, logit, save_json
 
 
 def _key(names: Sequence[str]) -> str:
@@ -97,10 +97,7 @@ class Stacker:
                 "models": {k: m.to_dict() for k, m in self.models.items()}}
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2))
-        return path
+        return save_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> "Stacker":

@@ -90,10 +90,7 @@ class LogisticCalibrator:
             raise ValueError(f"{source}: not a calibrator ({e})") from None
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2))
-        return path
+        return save_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> "LogisticCalibrator":
@@ -101,6 +98,14 @@ class LogisticCalibrator:
         if not path.is_file():
             raise FileNotFoundError(f"calibrator file not found: {path}")
         return cls.from_dict(json.loads(path.read_text()), source=str(path))
+
+
+def save_json(path: str | Path, obj: Any, indent: int = 2) -> Path:
+    """Write a fitted model as plain json (never pickle: these files travel with configs)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=indent) + "\n")
+    return path
 
 
 def load_calibrator(spec: Any, model: str, tier: str) -> LogisticCalibrator | None:

@@ -28,7 +28,7 @@ from PIL import Image
 
 from roadwork.config import DEFAULT_MODEL, REPO_ROOT, TierConfig, resolve_path
 from roadwork.tiers import register_tier
-from roadwork.tiers.calibration import FeatureTier, LogisticCalibrator
+from roadwork.tiers.calibration import FeatureTier, LogisticCalibrator, save_json
 
 VERSION = 1  # bump when a feature's definition changes: old json files are then refused
 DEFAULT_JSON = REPO_ROOT / "models" / "color" / "color.json"
@@ -209,10 +209,7 @@ class ColorModel:
         return m
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
-        return path
+        return save_json(path, self.to_dict(), indent=1)
 
     @classmethod
     def load(cls, path: str | Path) -> "ColorModel":
