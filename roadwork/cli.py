@@ -38,12 +38,18 @@ def predict(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
     batch_size: int = typer.Option(16, help="Images per engine call."),
     fps: float = typer.Option(2.0, help="Sampling rate for video files."),
+    views: Optional[str] = typer.Option(None, help="The images are views of one place: also print one decision, "
+                                        "combined by noisy_or, max, mean_logit or mean."),
 ) -> None:
     """Probability of roadwork and a label for each image (and work-zone intervals for videos)."""
     from roadwork.predict import run_predict
+    from roadwork.sequence import VIEW_METHODS
 
+    if views is not None and views not in VIEW_METHODS:
+        console.print(f"[red]--views: unknown method {views!r} (known: {', '.join(VIEW_METHODS)})[/red]")
+        raise typer.Exit(2)
     code = run_predict(paths, _engine(model, config), as_json=as_json, batch_size=batch_size, fps=fps,
-                       console=console)
+                       console=console, views=views)
     raise typer.Exit(code)
 
 

@@ -34,8 +34,9 @@ def expand_paths(items: Iterable[str]) -> tuple[list[Path], list[str]]:
 
 
 def run_predict(paths: Sequence[str], engine: Engine, as_json: bool = False, batch_size: int = 16,
-                fps: float = 2.0, console: Console | None = None) -> int:
-    """Print one line per image; returns the exit code (1 if any input failed)."""
+                fps: float = 2.0, console: Console | None = None, views: str | None = None) -> int:
+    """Print one line per image; returns the exit code (1 if any input failed). With `views` (a
+    combination method), the images are views of one place and a last line gives the one decision."""
     console = console or Console(stderr=True)
     files, missing = expand_paths(paths)
     failed = len(missing)
@@ -43,6 +44,7 @@ def run_predict(paths: Sequence[str], engine: Engine, as_json: bool = False, bat
         console.print(f"[red]error[/red] {m}: no such file, folder or glob match")
     videos = [f for f in files if f.suffix.lower() in VIDEO_SUFFIXES]
     images = [f for f in files if f.suffix.lower() not in VIDEO_SUFFIXES]
+    probs: list[float] = []
     with Progress(console=console, transient=True, disable=len(images) < 8) as bar:
         task = bar.add_task("predicting", total=len(images))
         for start in range(0, len(images), batch_size):
@@ -55,6 +57,7 @@ def run_predict(paths: Sequence[str], engine: Engine, as_json: bool = False, bat
                     failed += 1
                     _emit_error(str(e), str(f), as_json, console)
             for f, r in zip(ok_paths, engine.predict(batch)):
+                probs.append(r.prob)
                 if as_json:
                     print(json.dumps({"path": str(f), "prob": round(r.prob, 6), "label": r.label, "tier": r.tier}),
                           flush=True)
@@ -63,7 +66,20 @@ def run_predict(paths: Sequence[str], engine: Engine, as_json: bool = False, bat
             bar.advance(task, len(images[start:start + batch_size]))
     for v in videos:
         failed += _predict_video(v, engine, as_json, fps, console)
+    if views and probs:
+        _emit_views(probs, views, engine.threshold, as_json)
     return 1 if failed else 0
+
+
+def _emit_views(probs: list[float], method: str, threshold: float, as_json: bool) -> None:
+    from roadwork.sequence import combine_views
+
+    p = combine_views(probs, method)
+    label = int(p > threshold)
+    if as_json:
+        print(json.dumps({"views": len(probs), "method": method, "prob": round(p, 6), "label": label}), flush=True)
+    else:
+        print(f"<{len(probs)} views, {method}>\t{p:.4f}\t{'roadwork' if label else 'none'}", flush=True)
 
 
 def _emit_error(msg: str, path: str, as_json: bool, console: Console) -> None:

@@ -1,0 +1,52 @@
+"""`roadwork predict` end to end through the CLI: files, folders, errors and multi-view decisions."""
+
+import json
+
+from typer.testing import CliRunner
+
+from roadwork.cli import app
+from roadwork.engine import Engine
+from roadwork.sequence import combine_views
+
+from conftest import EXAMPLES
+
+runner = CliRunner()
+
+
+def _lines(out: str) -> list[dict]:
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def test_predict_folder_json_matches_engine(tiny_vit_dir, street_images):
+    res = runner.invoke(app, ["predict", str(EXAMPLES), "--model", str(tiny_vit_dir), "--json"])
+    assert res.exit_code == 0, res.output
+    rows = _lines(res.stdout)
+    assert [r["path"].split("/")[-1] for r in rows] == sorted(p.name for p in EXAMPLES.glob("*.jpg"))
+    want = [r.prob for r in Engine.from_pretrained(str(tiny_vit_dir)).predict(street_images)]
+    assert [r["prob"] for r in rows] == [round(p, 6) for p in want]
+
+
+def test_predict_views_prints_one_combined_decision(tiny_vit_dir):
+    res = runner.invoke(app, ["predict", str(EXAMPLES), "--model", str(tiny_vit_dir), "--json", "--views", "max"])
+    assert res.exit_code == 0, res.output
+    rows = _lines(res.stdout)
+    per_image, combined = rows[:-1], rows[-1]
+    assert combined["views"] == 3 and combined["method"] == "max"
+    assert abs(combined["prob"] - combine_views([r["prob"] for r in per_image], "max")) < 1e-5
+    assert combined["label"] == int(combined["prob"] > 0.5)
+
+
+def test_predict_reports_bad_and_missing_inputs(tiny_vit_dir, tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg at all")
+    res = runner.invoke(app, ["predict", str(bad), str(tmp_path / "missing.jpg"), "--model", str(tiny_vit_dir),
+                              "--json"])
+    assert res.exit_code == 1
+    rows = _lines(res.stdout)
+    assert rows and rows[0]["path"] == str(bad) and "bad.jpg" in rows[0]["error"]
+    assert "missing.jpg" in res.output
+
+
+def test_predict_unknown_view_method_is_a_usage_error(tiny_vit_dir):
+    res = runner.invoke(app, ["predict", str(EXAMPLES), "--model", str(tiny_vit_dir), "--views", "vote"])
+    assert res.exit_code == 2 and "unknown method 'vote'" in res.output
