@@ -358,6 +358,22 @@ def test_synth_records_on_held_out_scenes_are_dropped(tmp_path):
     assert [Path(r.path).name for r in kept] == ["b.jpg"] and dropped == 2
 
 
+def test_synth_on_a_shallow_val_scene_is_dropped(tmp_path):
+    """IDD scene paths are two components deep (`idd_lite/x.jpg`): they must still match a val record
+    whose path has another root, and a same-named file in another folder must not."""
+    from roadwork.train.prepare import load_synth
+
+    rows = [("a.jpg", "idd_lite", "idd_lite/x.jpg"), ("b.jpg", "camvid", "camvid/x.jpg")]
+    for name, _, _ in rows:
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
+    with (tmp_path / "manifest.csv").open("w") as f:
+        f.write("path,label,source,group,scene_source,scene_path\n")
+        for name, src, scene in rows:
+            f.write(f"{name},1,synth,{name},{src},{scene}\n")
+    kept, dropped = load_synth([str(tmp_path)], set(), {"/work/devpack/idd_lite/x.jpg"})
+    assert [Path(r.path).name for r in kept] == ["b.jpg"] and dropped == 1
+
+
 def test_subsample_keeps_every_source_and_both_labels(tiny_data):
     from roadwork.data import open_source
     from roadwork.train.prepare import subsample

@@ -89,14 +89,20 @@ def _scene_index(spec: str) -> dict[str, tuple[str, str]]:
 def load_synth(specs: Sequence[str], exclude_sources: set[str], exclude_paths: set[str]) -> tuple[list[Any], int]:
     """Synthetic training records, minus those painted on a scene we validate or test on.
 
-    Scene paths in a synth manifest may be relative to another root than ours, so they are matched
-    on their last three path components."""
+    Scene paths in a synth manifest are relative to the scene manifest's folder, ours may have any
+    root: a scene is excluded when its path components are a suffix of an excluded path's. (A fixed
+    three-component tail missed `idd_lite/x.jpg`, two components deep, and let IDD val scenes leak.)"""
     from roadwork.data import open_source
 
-    def tail(path: str) -> tuple[str, ...]:
-        return Path(path).parts[-3:]
+    by_name: dict[str, list[tuple[str, ...]]] = {}
+    for p in exclude_paths:
+        parts = Path(p).parts
+        by_name.setdefault(parts[-1], []).append(parts)
 
-    excluded_tails = {tail(p) for p in exclude_paths}
+    def excluded(scene: str) -> bool:
+        sp = Path(scene).parts
+        return any(parts[-len(sp):] == sp for parts in by_name.get(sp[-1], ()) if len(parts) >= len(sp))
+
     kept: list[Any] = []
     dropped = 0
     for spec in specs:
@@ -105,7 +111,7 @@ def load_synth(specs: Sequence[str], exclude_sources: set[str], exclude_paths: s
             log.warning("%s: no scene_source/scene_path columns; cannot keep held-out scenes out of synth", spec)
         for r in open_source(spec).records():
             src, scene = scenes.get(str(Path(r.path)), ("", ""))
-            if src in exclude_sources or (scene and tail(scene) in excluded_tails):
+            if src in exclude_sources or (scene and excluded(scene)):
                 dropped += 1
             else:
                 kept.append(r)
