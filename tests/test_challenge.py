@@ -98,6 +98,58 @@ def test_float_round_trip_is_identity():
     assert np.array_equal(t[0, 0].numpy(), ops._U8_TO_F32)
 
 
+def torchvision_rotation_sources(W: int, H: int, angle: float, crop) -> tuple[np.ndarray, np.ndarray]:
+    """Which source pixel torchvision's own NEAREST rotation picks for each pixel of `crop` (-1: outside):
+    rotate an image whose values are its pixel indices (exact in float32 below 2**24)."""
+    top, left, h, w = crop
+    index = torch.arange(1, W * H + 1, dtype=torch.float64).to(torch.float32).view(1, H, W)
+    picked = TF.rotate(index, angle)[0, top:top + h, left:left + w].numpy().astype(np.int64) - 1
+    inside = picked >= 0
+    return np.where(inside, picked % W, -1), np.where(inside, picked // W, -1)
+
+
+def tie_flips(W: int, H: int, angle: float, crop) -> int:
+    """Pixels of `crop` whose nearest source differs between torchvision and us; asserts every one is a tie.
+
+    A source coordinate that lands (in float32) on an exact .5 can round either way depending on the
+    summation order of the BLAS kernel torch's affine grid gets on this CPU (AVX-512 vs AVX2; see
+    challenge_reference/README.md): either neighbour is then torchvision's answer on some machine. Our
+    arithmetic has one fixed order, so we check that we disagree only there, by how far the exact (float64)
+    coordinate lies from .5: one float32 rounding step of a coordinate in the thousands is below 1e-3."""
+    theirs_x, theirs_y = torchvision_rotation_sources(W, H, angle, crop)
+    ix, iy = ops.rotation_sources(W, H, angle, crop)
+    inside = (ix >= 0) & (ix <= W - 1) & (iy >= 0) & (iy <= H - 1)
+    ours_x, ours_y = np.where(inside, ix, -1).astype(np.int64), np.where(inside, iy, -1).astype(np.int64)
+    top, left, h, w = crop
+    m = np.asarray(TF._get_inverse_affine_matrix([0.0, 0.0], -angle, [0.0, 0.0], 1.0, [0.0, 0.0])).reshape(2, 3)
+    xs = (np.arange(left, left + w) - W / 2 + 0.5)[None, :]
+    ys = (np.arange(top, top + h) - H / 2 + 0.5)[:, None]
+    exact_x = xs * m[0, 0] + ys * m[0, 1] + m[0, 2] + W / 2 - 0.5
+    exact_y = xs * m[1, 0] + ys * m[1, 1] + m[1, 2] + H / 2 - 0.5
+
+    def at_tie(v):
+        return np.abs(v - np.floor(v) - 0.5) < 1e-3
+
+    differ = (ours_x != theirs_x) | (ours_y != theirs_y)
+    explained = (at_tie(exact_x) | (ours_x == theirs_x)) & (at_tie(exact_y) | (ours_y == theirs_y))
+    assert explained[differ].all(), f"{int((differ & ~explained).sum())} source pixels differ away from a tie"
+    return int(differ.sum())
+
+
+def assert_equals_torchvision_up_to_ties(ours: np.ndarray, theirs: np.ndarray, size: tuple[int, int],
+                                         angle: float, crop) -> None:
+    """Bit-identical to torchvision, or else every difference comes from a nearest-rotation tie (see
+    `tie_flips`): on one AVX-512 CPU 48 of 150,528 values of the large-frame case differ, by up to 0.0066.
+    Each flipped source pixel reaches at most the output values under its resize kernel: about
+    2 * max(1, 224 / side) + 1 per axis, in 3 channels."""
+    if np.array_equal(ours, theirs):
+        return
+    flips = tie_flips(*size, angle, crop)
+    assert flips > 0, "values differ although every source pixel is torchvision's"
+    reach = 3 * (2 * int(np.ceil(max(1.0, 224 / crop[2]))) + 2) ** 2
+    assert int((ours != theirs).sum()) <= flips * reach
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_rotate_resized_crop_equals_torchvision(seed):
     rng = np.random.default_rng(seed)
@@ -110,7 +162,7 @@ def test_rotate_resized_crop_equals_torchvision(seed):
                              TF.InterpolationMode.BILINEAR, antialias=True).numpy()
     ours = rotate_resized_crop(img, angle, crop)
     assert ours.dtype == np.float32 and ours.shape == (3, 224, 224)
-    assert np.array_equal(ours, theirs)
+    assert_equals_torchvision_up_to_ties(ours, theirs, (w, h), angle, crop)
 
 
 def test_rotate_resized_crop_equals_torchvision_on_a_large_frame():
@@ -118,7 +170,20 @@ def test_rotate_resized_crop_equals_torchvision_on_a_large_frame():
     for angle, crop in [(-13.37, (0, 280, 720, 720)), (19.9, (101, 333, 517, 517))]:
         theirs = TF.resized_crop(TF.rotate(TF.to_tensor(img), angle), *crop, [224, 224],
                                  TF.InterpolationMode.BILINEAR, antialias=True).numpy()
-        assert np.array_equal(rotate_resized_crop(img, angle, crop), theirs)
+        assert_equals_torchvision_up_to_ties(rotate_resized_crop(img, angle, crop), theirs, img.size, angle, crop)
+
+
+def test_nearest_sources_equal_torchvisions_except_at_ties(monkeypatch):
+    # The rotation itself, pixel by pixel, so a wrong sign or offset cannot hide behind the tie tolerance.
+    for (W, H), angle, crop in [((1280, 720), 19.9, (101, 333, 517, 517)), ((1280, 720), -13.37, (0, 280, 720, 720)),
+                                ((97, 61), 7.25, (0, 0, 61, 97)), ((64, 64), 20.0, (0, 0, 64, 64))]:
+        assert tie_flips(W, H, angle, crop) <= 1e-3 * crop[2] * crop[3]
+    ix, iy = ops.rotation_sources(40, 30, 0.0, (0, 0, 30, 40))
+    assert np.array_equal(ix, np.tile(np.arange(40), (30, 1))) and np.array_equal(iy, np.tile(np.arange(30)[:, None], (1, 40)))
+    real = ops.rotation_sources  # sources of a slightly different angle are not torchvision's: the check sees it
+    monkeypatch.setattr(ops, "rotation_sources", lambda W, H, angle, crop: real(W, H, angle + 0.5, crop))
+    with pytest.raises(AssertionError, match="away from a tie"):
+        tie_flips(97, 61, 7.25, (0, 0, 61, 97))
 
 
 @pytest.mark.parametrize("level", [1, 2, 3])
@@ -129,7 +194,8 @@ def test_augment_equals_validator_pipeline(level):
         pixels, angle, crop, strengths = augment(img, level, np.random.default_rng(seed), noise=legacy_noise(seed))
         distorted += any(strengths.values())
         expected = validator_pixels(img, angle, crop, strengths, legacy_noise(seed))
-        if not np.array_equal(pixels, expected):
+        # a nearest-rotation tie torchvision breaks the other way on this CPU excuses a difference (tie_flips)
+        if not np.array_equal(pixels, expected) and tie_flips(*img.size, angle, crop) == 0:
             mismatches.append((seed, strengths))
     assert not mismatches
     assert level == 1 or distorted >= 4  # the distortions really ran

@@ -80,23 +80,17 @@ def rotate_resized_crop(img: Image.Image | np.ndarray, angle: float,
     nearest-neighbour source index of just the crop's pixels, with torchvision's own float32 arithmetic:
     `_gen_affine_grid` (base grid at pixel centres, theta / (w/2, h/2); torch's batched matmul here sums
     x*a + y*b + c in that order, without FMA) and grid_sample's CPU unnormalisation
-    `(g + 1) * size/2 - 0.5`, rounded half-to-even, out of range -> 0. The tests check the result equals
-    torchvision's full path bit for bit on random sizes, angles and crops.
+    `(g + 1) * size/2 - 0.5`, rounded half-to-even, out of range -> 0. Our order is fixed (numpy, no FMA), so
+    the result is the same on every CPU; torchvision's own result is not: at an exact .5 tie its nearest
+    source pixel depends on the BLAS kernel the CPU gets. The tests check we equal torchvision's full path
+    bit for bit on random sizes, angles and crops, except at such ties.
     """
     arr = np.asarray(img.convert("RGB") if isinstance(img, Image.Image) else img)
     H, W = arr.shape[:2]
     top, left, h, w = (int(v) for v in crop)
     if not (0 <= top and 0 <= left and 0 < h and 0 < w and top + h <= H and left + w <= W):
         raise ValueError(f"crop {crop} (top, left, height, width) is outside the {W}x{H} image")
-    # torchvision: rotate() passes -angle to _get_inverse_affine_matrix (its sign conventions differ)
-    m = TF._get_inverse_affine_matrix([0.0, 0.0], -float(angle), [0.0, 0.0], 1.0, [0.0, 0.0])
-    theta = np.asarray(m, dtype=np.float32).reshape(2, 3)
-    rt = theta.T / np.asarray([0.5 * W, 0.5 * H], dtype=np.float32)  # (3, 2), float32 like torch
-    # torch.linspace, sliced to the crop (its float32 values depend on the full range, not on the slice)
-    xs = torch.linspace(-W * 0.5 + 0.5, W * 0.5 + 0.5 - 1, steps=W).numpy()[left:left + w][None, :]
-    ys = torch.linspace(-H * 0.5 + 0.5, H * 0.5 + 0.5 - 1, steps=H).numpy()[top:top + h][:, None]
-    ix = _nearest_source(xs, ys, rt[:, 0], W)
-    iy = _nearest_source(xs, ys, rt[:, 1], H)
+    ix, iy = rotation_sources(W, H, angle, crop)
     inside = (ix >= 0) & (ix <= W - 1) & (iy >= 0) & (iy <= H - 1)
     # integer arithmetic for the flat index: float32 is exact only below 2**24 pixels
     src = iy.astype(np.intp)
@@ -110,6 +104,20 @@ def rotate_resized_crop(img: Image.Image | np.ndarray, angle: float,
     t = torch.from_numpy(_U8_TO_F32[rot.transpose(2, 0, 1)])
     out = TF.resize(t, [SIZE, SIZE], TF.InterpolationMode.BILINEAR, antialias=True)
     return out.numpy()
+
+
+def rotation_sources(W: int, H: int, angle: float, crop: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The nearest source column and row (float32, may be out of range) of every pixel of `crop` in the
+    NEAREST rotation of a W x H image by `angle`, in torchvision's float32 arithmetic."""
+    top, left, h, w = (int(v) for v in crop)
+    # torchvision: rotate() passes -angle to _get_inverse_affine_matrix (its sign conventions differ)
+    m = TF._get_inverse_affine_matrix([0.0, 0.0], -float(angle), [0.0, 0.0], 1.0, [0.0, 0.0])
+    theta = np.asarray(m, dtype=np.float32).reshape(2, 3)
+    rt = theta.T / np.asarray([0.5 * W, 0.5 * H], dtype=np.float32)  # (3, 2), float32 like torch
+    # torch.linspace, sliced to the crop (its float32 values depend on the full range, not on the slice)
+    xs = torch.linspace(-W * 0.5 + 0.5, W * 0.5 + 0.5 - 1, steps=W).numpy()[left:left + w][None, :]
+    ys = torch.linspace(-H * 0.5 + 0.5, H * 0.5 + 0.5 - 1, steps=H).numpy()[top:top + h][:, None]
+    return _nearest_source(xs, ys, rt[:, 0], W), _nearest_source(xs, ys, rt[:, 1], H)
 
 
 def _nearest_source(xs: np.ndarray, ys: np.ndarray, coef: np.ndarray, size: int) -> np.ndarray:
