@@ -317,8 +317,8 @@ def synth(
 ) -> None:
     """Copy-paste synthesis: roadwork objects (and hard negatives) pasted onto the road of label-0 scenes."""
     from roadwork.data import DataError
-    from roadwork.train.objects import BankError
-    from roadwork.train.synth import run_synth
+    from roadwork.synth.cone_cutouts import BankError
+    from roadwork.synth.writer import run_synth
 
     try:
         run_synth(data, objects, out, n, seed, hard_negatives, exclude_source or [], max_side, console)

@@ -11,10 +11,13 @@ import pytest
 from PIL import Image
 
 from conftest import SHARED, requires_shared_data
-from roadwork.train import shapes
-from roadwork.train.objects import BankError, ObjectBank, cone_mask, cut_cones, read_boxes
-from roadwork.train.placement import estimate_ground
-from roadwork.train.synth import CopyPaste, compose, fit_max_side, scene_weights, synthesize
+from roadwork.synth import kinds
+from roadwork.synth.bank import ObjectBank
+from roadwork.synth.compose import compose
+from roadwork.synth.cone_cutouts import BankError, cone_mask, cut_cones, read_boxes
+from roadwork.synth.ground import estimate_ground
+from roadwork.synth.transform import CopyPaste
+from roadwork.synth.writer import fit_max_side, scene_weights, synthesize
 
 OBJECTS = SHARED / "data" / "objects"
 
@@ -60,9 +63,9 @@ def read_manifest(path: Path) -> list[dict[str, str]]:
 
 
 # ---- procedural objects -------------------------------------------------------------------------------
-@pytest.mark.parametrize("kind", [k for k in shapes.POSITIVE_WEIGHTS if k != "cone"] + list(shapes.NEGATIVE_WEIGHTS))
+@pytest.mark.parametrize("kind", [k for k in kinds.POSITIVE_WEIGHTS if k != "cone"] + list(kinds.NEGATIVE_WEIGHTS))
 def test_every_kind_draws_a_tight_rgba_object(kind: str) -> None:
-    a = shapes.draw(kind, np.random.default_rng(0))
+    a = kinds.draw(kind, np.random.default_rng(0))
     assert a.dtype == np.uint8 and a.ndim == 3 and a.shape[2] == 4
     assert 20 <= max(a.shape[:2]) <= 260
     alpha = a[..., 3]
@@ -70,16 +73,16 @@ def test_every_kind_draws_a_tight_rgba_object(kind: str) -> None:
     # cropped to the alpha: every border row/column touches the object
     for edge in (alpha[0], alpha[-1], alpha[:, 0], alpha[:, -1]):
         assert edge.max() > 5
-    assert kind in shapes.GEOMETRY
+    assert kind in kinds.GEOMETRY
 
 
 def test_draw_is_seeded_and_varied() -> None:
-    a = shapes.draw("barrel", np.random.default_rng(1))
-    assert np.array_equal(a, shapes.draw("barrel", np.random.default_rng(1)))
-    b = shapes.draw("barrel", np.random.default_rng(2))
+    a = kinds.draw("barrel", np.random.default_rng(1))
+    assert np.array_equal(a, kinds.draw("barrel", np.random.default_rng(1)))
+    b = kinds.draw("barrel", np.random.default_rng(2))
     assert a.shape != b.shape or not np.array_equal(a, b)
     with pytest.raises(ValueError, match="unknown object kind 'unicorn'"):
-        shapes.draw("unicorn", np.random.default_rng(0))
+        kinds.draw("unicorn", np.random.default_rng(0))
 
 
 # ---- real cones ------------------------------------------------------------------------------------------
@@ -148,8 +151,8 @@ def test_positives_are_pasted_on_the_road_below_the_horizon() -> None:
     below = total = 0.0
     for seed in range(12):
         img = street(seed, 160, 100)
-        out, kinds = compose(img, bank, np.random.default_rng(seed))
-        assert 1 <= len(kinds) <= 8 and all(k in shapes.POSITIVE_WEIGHTS for k in kinds)
+        out, pasted = compose(img, bank, np.random.default_rng(seed))
+        assert 1 <= len(pasted) <= 8 and all(k in kinds.POSITIVE_WEIGHTS for k in pasted)
         diff = np.abs(out.astype(int) - img.astype(int)).sum(axis=2)
         assert (diff > 30).sum() >= 15  # something visible was pasted
         total += diff.sum()
@@ -159,8 +162,8 @@ def test_positives_are_pasted_on_the_road_below_the_horizon() -> None:
 
 
 def test_hard_negatives_are_negative_kinds() -> None:
-    out, kinds = compose(street(3, 160, 100), ObjectBank(), np.random.default_rng(3), negative=True)
-    assert kinds and all(k in shapes.NEGATIVE_KINDS for k in kinds)
+    out, pasted = compose(street(3, 160, 100), ObjectBank(), np.random.default_rng(3), negative=True)
+    assert pasted and all(k in kinds.NEGATIVE_KINDS for k in pasted)
     assert out.shape == (100, 160, 3)
 
 

@@ -1,7 +1,6 @@
 """Training: fine-tuning and from-scratch training (`finetune`), calibration folded into the head
-(`calibrate`), the architecture factory (`models`), leave-one-source-out ablations (`ablation`),
-copy-paste synthesis (`synth`) and camera-look randomization (`camera`).
+(`calibrate`), the architecture factory (`models`), leave-one-source-out ablations (`ablation`)
+and camera-look randomization (`camera`). Synthesis lives in `roadwork.synth`.
 
-Nothing heavy is imported here: `python -m roadwork.train` runs a training without typer, and the
-synthesis modules import this package too.
+Nothing heavy is imported here: `python -m roadwork.train` runs a training without typer.
 """

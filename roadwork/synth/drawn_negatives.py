@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from roadwork.train.shapes import (SIZE, Canvas, banded_cylinder, board_shade, cylinder_shade, dark, finish,
+from roadwork.synth.canvas import (SIZE, Canvas, banded_cylinder, board_shade, cylinder_shade, dark, finish,
                                    jersey_segments, orange, red, warm, white)
 
 SHOP_WORDS = ("SALE", "OPEN", "CAFE", "PIZZA", "HOTEL", "BANK", "TAXI", "SHOP", "FOOD", "BAR", "MARKET", "TEA",

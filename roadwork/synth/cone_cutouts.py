@@ -1,42 +1,28 @@
-"""The object bank: RGBA cut-outs of real traffic cones plus procedurally drawn roadwork objects.
+"""Real traffic cones cut out of photos: `objects/` (photos + YOLO boxes) -> RGBA cut-outs.
 
-Real cones come from `objects/` (photos + YOLO boxes). A box alone pastes a rectangle of background,
-which teaches the model "a rectangle of other texture" rather than "a cone"; so each box is cut with
-GrabCut seeded by the box and a colour prior, and the result is tidied into a convex, cone-like
-silhouette. Sloppy boxes (tiny, wrong aspect, overlapping other cones, little cone colour) are
-dropped. Everything else (barrels, barricades, signs, ...) and the hard negatives are drawn on the fly
-by `roadwork.train.shapes`, so the bank never needs frames of the roadwork clips: cutting objects from
-those would leak the ROADWork camera look into cross-source experiments.
+A box alone pastes a rectangle of background, which teaches the model "a rectangle of other
+texture" rather than "a cone"; so each box is cut with GrabCut seeded by the box and a colour prior,
+and the result is tidied into a convex, cone-like silhouette. Sloppy boxes (tiny, wrong aspect,
+overlapping other cones, little cone colour) are dropped. Everything else (barrels, barricades,
+signs, ...) and the hard negatives are drawn on the fly (`roadwork.synth.kinds`), so the bank never
+needs frames of the roadwork clips: cutting objects from those would leak the ROADWork camera look
+into cross-source experiments.
 """
 
 from __future__ import annotations
 
 import csv
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image
 
-from roadwork.train import shapes
+from roadwork.synth.kinds import Cutout
 
 BOX_COLUMNS = ("image", "x_center", "y_center", "width", "height")
 CUTOUT_HEIGHT = 128  # cut-outs are stored this tall at most; pastes at 240-320 px rarely need more
-
-
-@dataclass
-class Cutout:
-    """An object to paste: straight (not premultiplied) RGBA, tightly cropped to its alpha."""
-
-    rgba: np.ndarray
-    kind: str
-    origin: str = "procedural"
-
-    @property
-    def negative(self) -> bool:
-        return self.kind in shapes.NEGATIVE_KINDS
 
 
 class BankError(ValueError):
@@ -235,72 +221,3 @@ def _cut_one(rgb: np.ndarray, box: tuple[int, int, int, int], flt: BoxFilter, or
         f = CUTOUT_HEIGHT / rgba.shape[0]
         rgba = cv2.resize(rgba, (max(1, round(rgba.shape[1] * f)), CUTOUT_HEIGHT), interpolation=cv2.INTER_AREA)
     return Cutout(rgba, "cone", origin)
-
-
-# ---- the bank -------------------------------------------------------------------------------------
-@dataclass
-class ObjectBank:
-    """Real cone cut-outs plus the procedural kinds. Picklable (numpy arrays and a dict)."""
-
-    cones: list[Cutout] = field(default_factory=list)
-    weights: dict[str, float] = field(default_factory=lambda: dict(shapes.POSITIVE_WEIGHTS))
-
-    @classmethod
-    def build(cls, objects_dir: str | Path | None, limit: int | None = None, progress=None) -> "ObjectBank":
-        """Cut the cones of `objects_dir` (None: procedural objects only)."""
-        cones = cut_cones(objects_dir, limit=limit, progress=progress)[0] if objects_dir else []
-        return cls(cones)
-
-    def positive(self, rng: np.random.Generator, kind: str | None = None) -> Cutout:
-        """A roadwork object: `kind` or one drawn by weight; real cones when there are any."""
-        if kind is None:
-            kinds = [k for k in self.weights if k != "cone" or self.cones]
-            p = np.array([self.weights[k] for k in kinds])
-            kind = kinds[rng.choice(len(kinds), p=p / p.sum())]
-        if kind == "cone":
-            if not self.cones:
-                kind = "cone_drawn"
-            else:
-                cut = self.cones[rng.integers(len(self.cones))]
-                rgba = cut.rgba[:, ::-1] if rng.random() < 0.5 else cut.rgba  # mirrored cones are cones
-                return Cutout(np.ascontiguousarray(rgba), "cone", cut.origin)
-        return Cutout(shapes.draw(kind, rng), kind)
-
-    def negative(self, rng: np.random.Generator) -> Cutout:
-        """A hard negative: orange, red or striped, but not roadwork."""
-        kinds = list(shapes.NEGATIVE_WEIGHTS)
-        p = np.array([shapes.NEGATIVE_WEIGHTS[k] for k in kinds])
-        kind = kinds[rng.choice(len(kinds), p=p / p.sum())]
-        return Cutout(shapes.draw(kind, rng), kind)
-
-    def save(self, folder: str | Path, source: str = "") -> Path:
-        """Write the cone cut-outs as PNGs plus `index.json`, for inspection and fast reloading."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        cones = []
-        for i, c in enumerate(self.cones):
-            name = f"cone_{i:04d}.png"
-            Image.fromarray(c.rgba, "RGBA").save(folder / name)
-            cones.append({"file": name, "kind": c.kind, "origin": c.origin})
-        (folder / "index.json").write_text(json.dumps({"source": source, "cones": cones}, indent=1))
-        return folder
-
-    @classmethod
-    def load(cls, folder: str | Path) -> "ObjectBank":
-        """A bank written by `save`."""
-        folder = Path(folder)
-        try:
-            index = json.loads((folder / "index.json").read_text())
-            cones = [Cutout(np.asarray(Image.open(folder / e["file"]).convert("RGBA")), e["kind"], e["origin"])
-                     for e in index["cones"]]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise BankError(f"{folder}: not a saved object bank ({type(e).__name__}: {e})") from None
-        return cls(cones)
-
-    @staticmethod
-    def saved_source(folder: str | Path) -> str | None:
-        """The objects folder a saved bank was cut from (None if `folder` holds no bank)."""
-        try:
-            return str(json.loads((Path(folder) / "index.json").read_text()).get("source", ""))
-        except (OSError, ValueError, AttributeError):
-            return None
