@@ -314,14 +314,19 @@ def synth(
     hard_negatives: int = typer.Option(0, "--hard-negatives", min=0, help="Hard negatives (label 0)."),
     exclude_source: Optional[list[str]] = typer.Option(None, "--exclude-source", help="Scene source to leave out; repeatable."),
     max_side: int = typer.Option(320, "--max-side", min=16, help="Scenes are downscaled to this long side first."),
+    legacy: bool = typer.Option(False, "--legacy", help="Synthesis as before issue 10 (the shipped model's)."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="A synthesis switch KEY=VALUE (SynthConfig); repeatable."),
 ) -> None:
-    """Copy-paste synthesis: roadwork objects (and hard negatives) pasted onto the road of label-0 scenes."""
+    """Copy-paste synthesis: roadwork objects (and hard negatives) pasted onto the road of label-0 scenes,
+    each image with its roadwork mask (masks/*.png)."""
     from roadwork.data import DataError
     from roadwork.synth.cone_cutouts import BankError
+    from roadwork.synth.config import SynthConfig
     from roadwork.synth.writer import run_synth
 
     try:
-        run_synth(data, objects, out, n, seed, hard_negatives, exclude_source or [], max_side, console)
+        config = (SynthConfig.legacy() if legacy else SynthConfig()).with_overrides(set_ or [])
+        run_synth(data, objects, out, n, seed, hard_negatives, exclude_source or [], max_side, console, config)
     except (DataError, BankError, ValueError, RuntimeError) as e:  # each names the file or input
         console.print(f"[red]{e}[/red]")
         raise typer.Exit(2)

@@ -13,9 +13,11 @@ from PIL import Image
 from conftest import SHARED, requires_shared_data
 from roadwork.synth import kinds
 from roadwork.synth.bank import ObjectBank
-from roadwork.synth.compose import compose
+from roadwork.synth.compose import compose, compose_sample
+from roadwork.synth.config import SynthConfig
 from roadwork.synth.cone_cutouts import BankError, cone_mask, cut_cones, read_boxes
 from roadwork.synth.ground import estimate_ground
+from roadwork.synth.sample import load_mask, mask_path
 from roadwork.synth.transform import CopyPaste
 from roadwork.synth.writer import fit_max_side, scene_weights, synthesize
 
@@ -281,3 +283,76 @@ def test_cli_synth(scenes, tmp_path: Path) -> None:
     assert res.exit_code == 2 and "no label-0 scenes" in res.output
     res = CliRunner().invoke(app, args[:4] + [str(tmp_path)] + args[5:])
     assert res.exit_code == 2 and "boxes.csv" in res.output
+
+
+# ---- masks and config -----------------------------------------------------------------------------------
+def test_mask_covers_exactly_the_pasted_pixels() -> None:
+    """On a flat, noiseless scene without shadows, a pixel changed iff the mask says roadwork."""
+    flat = np.full((100, 160, 3), 90, np.uint8)
+    for seed in range(6):
+        s = compose_sample(flat, ObjectBank(), np.random.default_rng(seed), config=SynthConfig(shadows=False))
+        assert s.mask.shape == flat.shape[:2] and s.mask.dtype == np.uint8 and s.label == 1
+        changed = np.abs(s.image.astype(int) - flat).max(axis=2) > 0
+        assert changed.sum() >= 15
+        assert not (changed & (s.mask == 0)).any()  # nothing outside the mask moved
+        assert changed[s.mask >= 3].mean() > 0.97  # (a paint colour can equal the backdrop by chance)
+        assert len(s.meta["objects"]) == len(s.meta["kinds"])
+
+
+def test_hard_negatives_are_not_in_the_mask() -> None:
+    s = compose_sample(street(3, 160, 100), ObjectBank(), np.random.default_rng(3), negative=True)
+    assert s.label == 0 and s.mask.max() == 0
+    assert np.abs(s.image.astype(int) - street(3, 160, 100)).max() > 30  # but something was pasted
+
+
+def test_config_overrides_are_typed_and_checked() -> None:
+    cfg = SynthConfig().with_overrides(["synth.shadows=false", "max_objects=3"])
+    assert cfg.shadows is False and cfg.max_objects == 3
+    assert SynthConfig().with_overrides({"shadows": "0"}).shadows is False
+    with pytest.raises(ValueError, match="unknown synth setting.*nope"):
+        SynthConfig().with_overrides(["nope=1"])
+    with pytest.raises(ValueError):
+        SynthConfig().with_overrides(["max_objects=many"])
+
+
+def test_copy_paste_sample_carries_the_mask() -> None:
+    img = Image.fromarray(street(2, 96, 64))
+    s = CopyPaste(ObjectBank(), p=1.0, seed=0).sample(img, 0)
+    assert s.label == 1 and s.mask.shape == (64, 96) and s.mask.max() > 200
+    real = CopyPaste(ObjectBank(), p=0.0).sample(img, 1, rng=np.random.default_rng(0))
+    assert real.mask is None and real.label == 1  # a real positive: no pixel truth
+    neg = CopyPaste(ObjectBank(), p=0.0).sample(img, 0, rng=np.random.default_rng(0))
+    assert neg.label == 0 and neg.mask.max() == 0
+
+
+def test_written_masks_match_their_images(scenes, tmp_path: Path) -> None:
+    _, paths = scenes
+    out = synthesize(paths, ObjectBank(), n=3, seed=1, out_dir=tmp_path / "m", n_neg=1, max_side=80)
+    for row in read_manifest(out):
+        img = Image.open(out.parent / row["path"])
+        mask = load_mask(out.parent / row["path"])
+        assert row["mask"] == mask_path(row["path"]).as_posix()
+        assert mask is not None and mask.shape == (img.height, img.width)
+        assert (mask.max() > 0) == (row["label"] == "1")
+    assert load_mask(paths[0]) is None  # a real scene has no mask
+
+
+def test_cli_synth_switches(scenes, tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from roadwork.cli import app
+
+    manifest, _ = scenes
+    base = ["synth", "--data", str(manifest), "--objects", "none", "--n", "2", "--max-side", "64"]
+    res = CliRunner().invoke(app, base + ["--out", str(tmp_path / "a"), "--set", "shadows=false", "--set", "max_objects=2"])
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((tmp_path / "a" / "synth.json").read_text())["config"]
+    assert cfg["shadows"] is False and cfg["max_objects"] == 2
+    assert all(len(r["objects"].split()) <= 2 for r in read_manifest(tmp_path / "a" / "manifest.csv"))
+    res = CliRunner().invoke(app, base + ["--out", str(tmp_path / "b"), "--legacy"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "b" / "synth.json").read_text())["config"] == SynthConfig.legacy().model_dump()
+    res = CliRunner().invoke(app, base + ["--out", str(tmp_path / "c"), "--set", "nope=1"])
+    assert res.exit_code == 2 and "nope" in res.output

@@ -1,6 +1,8 @@
 """Pasting objects into a scene: brightness, colour cast, blur and noise of the scene, a contact shadow.
 
-Objects stand on the road with perspective-consistent size (`roadwork.synth.layout`).
+Objects stand on the road with perspective-consistent size (`roadwork.synth.layout`). Every paste
+also updates the roadwork mask (`sample.SynthSample`): a roadwork object adds its alpha, a hard
+negative in front of it takes its own alpha away.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import cv2
 import numpy as np
 
 from roadwork.synth.bank import ObjectBank
+from roadwork.synth.config import SynthConfig
 from roadwork.synth.ground import estimate_ground
 from roadwork.synth.layout import Placement, layout_negative, layout_positive
+from roadwork.synth.sample import SynthSample
 
 
 @dataclass
@@ -34,14 +38,17 @@ def scene_look(img: np.ndarray, rng: np.random.Generator) -> SceneLook:
     return SceneLook(gain.astype(np.float32), min(noise, 0.04), rng.uniform(-1, 1))
 
 
-def paste(canvas: np.ndarray, p: Placement, look: SceneLook, rng: np.random.Generator) -> None:
-    """Composite one placement into `canvas` (float32 HxWx3 in 0..1) in place."""
+def paste(canvas: np.ndarray, p: Placement, look: SceneLook, rng: np.random.Generator,
+          mask: np.ndarray | None = None, shadows: bool = True) -> tuple[int, int, int, int] | None:
+    """Composite one placement into `canvas` (float32 HxWx3 in 0..1) in place; returns its clipped
+    box (x0, y0, x1, y1) or None when nothing landed in the image. `mask` (float32 HxW, 0..1
+    roadwork coverage) is updated in place."""
     H, W = canvas.shape[:2]
     rgba = p.cut.rgba.astype(np.float32) / 255
     h = max(2, int(round(p.h)))
     w = max(1, int(round(p.h * rgba.shape[1] / rgba.shape[0])))
     if h > 2 * H or w > 3 * W:
-        return
+        return None
     pm = np.dstack([rgba[..., :3] * rgba[..., 3:], rgba[..., 3]])  # premultiplied for clean resampling
     interp = cv2.INTER_AREA if h < rgba.shape[0] else cv2.INTER_LINEAR
     pm = cv2.resize(pm, (w, h), interpolation=interp)
@@ -52,18 +59,22 @@ def paste(canvas: np.ndarray, p: Placement, look: SceneLook, rng: np.random.Gene
     col = col * look.gain * rng.uniform(0.85, 1.1)
     x0, y0 = int(round(p.x - w / 2)), int(round(p.y - h))
 
-    if p.cut.kind not in ("awning", "shop_sign") and rng.random() < 0.8:
+    if shadows and p.cut.kind not in ("awning", "shop_sign") and rng.random() < 0.8:
         _shadow(canvas, p, w, look, rng)
     # clip the object's box to the image
     ix0, iy0, ix1, iy1 = max(0, x0), max(0, y0), min(W, x0 + w), min(H, y0 + h)
     if ix0 >= ix1 or iy0 >= iy1:
-        return
+        return None
     sa = a[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0, None]
     sc = col[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0]
     if look.noise > 0:
         sc = sc + rng.normal(0, look.noise, sc.shape).astype(np.float32)
     region = canvas[iy0:iy1, ix0:ix1]
     region[:] = region * (1 - sa) + np.clip(sc, 0, 1) * sa
+    if mask is not None:
+        m = mask[iy0:iy1, ix0:ix1]
+        m[:] = m * (1 - sa[..., 0]) + (0 if p.cut.negative else sa[..., 0])
+    return ix0, iy0, ix1, iy1
 
 
 def _shadow(canvas: np.ndarray, p: Placement, w: int, look: SceneLook, rng: np.random.Generator) -> None:
@@ -80,14 +91,30 @@ def _shadow(canvas: np.ndarray, p: Placement, w: int, look: SceneLook, rng: np.r
         canvas[iy0:iy1, ix0:ix1] *= 1 - m[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0, None]
 
 
+def compose_sample(img: np.ndarray, bank: ObjectBank, rng: np.random.Generator, negative: bool = False,
+                   config: SynthConfig | None = None) -> SynthSample:
+    """Paste roadwork objects (or, `negative`, hard negatives) into an RGB uint8 scene."""
+    cfg = config or SynthConfig()
+    g = estimate_ground(img, rng)
+    look = scene_look(img, rng)
+    for _ in range(4):  # a positive whose objects all fell outside the frame would be a wrong label
+        places = layout_negative(g, bank, rng) if negative else layout_positive(g, bank, rng, cfg.max_objects)
+        canvas = img.astype(np.float32) / 255
+        mask = np.zeros(img.shape[:2], np.float32)
+        objects = []
+        for p in places:
+            box = paste(canvas, p, look, rng, mask, cfg.shadows)
+            objects.append({"kind": p.cut.kind, "negative": p.cut.negative, "box": box, "depth_m": round(p.z, 2),
+                            "height_px": round(p.h, 1)})
+        mask8 = np.round(mask * 255).astype(np.uint8)
+        if negative or mask8.max() > 0:
+            break
+    image = np.round(np.clip(canvas, 0, 1) * 255).astype(np.uint8)
+    return SynthSample(image, mask8, int(not negative), {"kinds": [p.cut.kind for p in places], "objects": objects})
+
+
 def compose(img: np.ndarray, bank: ObjectBank, rng: np.random.Generator, negative: bool = False,
             max_objects: int = 8) -> tuple[np.ndarray, list[str]]:
     """Paste roadwork objects (or hard negatives) into an RGB uint8 scene; returns (image, kinds)."""
-    g = estimate_ground(img, rng)
-    look = scene_look(img, rng)
-    places = layout_negative(g, bank, rng) if negative else layout_positive(g, bank, rng, max_objects)
-    canvas = img.astype(np.float32) / 255
-    for p in places:
-        paste(canvas, p, look, rng)
-    return np.round(np.clip(canvas, 0, 1) * 255).astype(np.uint8), [p.cut.kind for p in places]
-
+    s = compose_sample(img, bank, rng, negative, SynthConfig(max_objects=max_objects))
+    return s.image, s.meta["kinds"]

@@ -1,4 +1,4 @@
-"""Batch synthesis to disk (`roadwork synth`): JPEGs, `manifest.csv` and `synth.json`.
+"""Batch synthesis to disk (`roadwork synth`): JPEGs, their roadwork masks (PNG), `manifest.csv`, `synth.json`.
 
 A model trained on two roadwork sources learns their cameras. Pasting roadwork objects into scenes
 from many other cameras gives positives whose only difference from a negative is the objects; hard
@@ -19,9 +19,12 @@ import numpy as np
 from PIL import Image
 
 from roadwork.synth.bank import ObjectBank, load_bank
-from roadwork.synth.compose import compose
+from roadwork.synth.compose import compose_sample
+from roadwork.synth.config import SynthConfig
+from roadwork.synth.sample import mask_path
 
-MANIFEST_COLUMNS = ("path", "label", "source", "group", "license", "scene_source", "scene_path", "objects")
+MANIFEST_COLUMNS = ("path", "label", "source", "group", "license", "scene_source", "scene_path", "objects",
+                    "mask")
 LICENSE = "synthetic: scene license applies; cone photos research use only (objects/README)"
 
 
@@ -52,8 +55,10 @@ def fit_max_side(img: Image.Image, max_side: int | None) -> Image.Image:
 
 def synthesize(scenes: Sequence[Any], bank: ObjectBank, n: int, seed: int, out_dir: str | Path, n_neg: int = 0,
                max_side: int | None = 320, scene_root: str | Path | None = None,
-               progress: Callable[[int], None] | None = None) -> Path:
+               progress: Callable[[int], None] | None = None, config: SynthConfig | None = None) -> Path:
     """Write `n` positives and `n_neg` hard negatives as JPEGs plus `manifest.csv`; returns its path.
+
+    Each image `images/X.jpg` has its roadwork mask in `masks/X.png` (column `mask`; see `sample`).
 
     `scenes` are label-0 Records (or image paths); each output keeps its scene's group, so group
     splits stay honest, and records the scene's source and path (relative to `scene_root` where
@@ -61,6 +66,7 @@ def synthesize(scenes: Sequence[Any], bank: ObjectBank, n: int, seed: int, out_d
     """
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    (out_dir / "masks").mkdir(parents=True, exist_ok=True)
     info = [_scene(s) for s in scenes]
     if not info:
         raise ValueError("synthesize: no scenes given")
@@ -79,13 +85,16 @@ def synthesize(scenes: Sequence[Any], bank: ObjectBank, n: int, seed: int, out_d
                 failed.append(f"{path}: {e}")
         else:
             raise RuntimeError("synthesize: 10 unreadable scenes in a row; last: " + failed[-1])
-        arr, kinds = compose(np.asarray(img), bank, rng, negative=not label)
+        sample = compose_sample(np.asarray(img), bank, rng, negative=not label, config=config)
+        kinds = sample.meta["kinds"]
         name = f"images/{'pos' if label else 'neg'}_{i:06d}.jpg"
-        Image.fromarray(arr).save(out_dir / name, quality=int(rng.integers(85, 96)))
+        Image.fromarray(sample.image).save(out_dir / name, quality=int(rng.integers(85, 96)))
+        mask_name = mask_path(name).as_posix()
+        Image.fromarray(sample.mask).save(out_dir / mask_name, optimize=False)
         rel = _relative(path, scene_root)
         rows.append({"path": name, "label": label, "source": f"{'synth' if label else 'synth_neg'}:{source}",
                      "group": group, "license": LICENSE, "scene_source": source, "scene_path": rel,
-                     "objects": " ".join(kinds)})
+                     "objects": " ".join(kinds), "mask": mask_name})
         if progress:
             progress(done)
     manifest = out_dir / "manifest.csv"
@@ -95,6 +104,7 @@ def synthesize(scenes: Sequence[Any], bank: ObjectBank, n: int, seed: int, out_d
         w.writerows(rows)
     secs = time.perf_counter() - t0
     summary = {"seed": seed, "n": n, "n_neg": n_neg, "max_side": max_side, "seconds": round(secs, 1),
+               "config": (config or SynthConfig()).model_dump(),
                "ms_per_image": round(1000 * secs / max(1, len(jobs)), 1), "bank_cones": len(bank.cones),
                "scene_sources": _count(i[2] for i in info), "used_sources": _count(r["scene_source"] for r in rows),
                "unreadable": failed}
@@ -119,7 +129,8 @@ def _count(items) -> dict[str, int]:
 
 
 def run_synth(data: str, objects: str, out: str | Path, n: int, seed: int, n_neg: int = 0,
-              exclude_sources: Sequence[str] = (), max_side: int | None = 320, console: Any = None) -> Path:
+              exclude_sources: Sequence[str] = (), max_side: int | None = 320, console: Any = None,
+              config: SynthConfig | None = None) -> Path:
     """Scenes = the label-0 records of `data` minus `exclude_sources`; rich progress; returns the manifest."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -148,7 +159,7 @@ def run_synth(data: str, objects: str, out: str | Path, n: int, seed: int, n_neg
         console.print(f"object bank: {len(bank.cones)} cone cut-outs + procedural kinds; "
                       f"{len(scenes)} scenes from {len({r.source for r in scenes})} sources")
         manifest = synthesize(scenes, bank, n, seed, out, n_neg=n_neg, max_side=max_side, scene_root=root,
-                              progress=lambda k: report("synthesizing", k, n + n_neg))
+                              progress=lambda k: report("synthesizing", k, n + n_neg), config=config)
     summary = json.loads((out / "synth.json").read_text())
     summary["excluded_sources"] = sorted(excluded)
     summary["data"] = str(data)
