@@ -284,6 +284,31 @@ def train(
         raise typer.Exit(2)
 
 
+# ---- publish ------------------------------------------------------------------------------------
+@app.command()
+def publish(
+    folder: Path = typer.Argument(..., help="A trained model folder (save_pretrained + roadwork.json)."),
+    repo: str = typer.Option(..., "--repo", help="Hub model repo OWNER/NAME."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate and stage into --out, print, upload nothing."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Staging folder (default runs/publish/OWNER--NAME)."),
+    private: bool = typer.Option(False, "--private", help="Create the repo private."),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Branch to commit to (created if missing)."),
+    create_pr: bool = typer.Option(False, "--create-pr", help="Open a pull request instead of committing."),
+    hotkey: Optional[str] = typer.Option(None, "--hotkey", help="Miner hotkey SS58 address: model_card.submitted_by."),
+    version: Optional[str] = typer.Option(None, "--version", help="model_card.json version X.Y.Z (default: the folder's)."),
+    model_name: Optional[str] = typer.Option(None, "--model-name", help="model_card.json model_name (default: --repo)."),
+    description: Optional[str] = typer.Option(None, "--description", help="model_card.json description."),
+    examples: Optional[Path] = typer.Option(None, "--examples", help="Images the folder must answer (default examples/)."),
+    message: Optional[str] = typer.Option(None, "--message", help="Commit message."),
+) -> None:
+    """Validate a model folder with pipeline("image-classification"), write its Hub card and the subnet's
+    model_card.json, and upload it to the Hugging Face Hub (token from HF_TOKEN or `hf auth login`)."""
+    from roadwork.hub import publish_main
+
+    raise typer.Exit(publish_main(folder, repo, out, dry_run, private, revision, create_pr, hotkey, version,
+                                  model_name, description, examples, message, console))
+
+
 # ---- fit-color ----------------------------------------------------------------------------------
 @app.command("fit-color")
 def fit_color(

@@ -53,6 +53,41 @@ def model_card(model_name: str, description: str, version: str = "0.1.0", submit
             "submitted_by": submitted_by, "submission_time": t}
 
 
+def is_ss58(address: str) -> bool:
+    """A well-formed SS58 address: base58 of prefix + 32-byte public key + the 2-byte blake2b checksum
+    (what bittensor hotkeys look like; the chain is not asked)."""
+    import hashlib
+
+    import base58
+
+    try:
+        raw = base58.b58decode(address)
+    except ValueError:
+        return False
+    # one-byte network prefixes (0-63) are what hotkeys use; two-byte ones shift the payload by one
+    pre = 1 if raw and raw[0] < 64 else 2
+    if len(raw) != pre + 32 + 2:
+        return False
+    digest = hashlib.blake2b(b"SS58PRE" + raw[:-2], digest_size=64).digest()
+    return digest[:2] == raw[-2:]
+
+
+def validate_card(card: dict[str, Any]) -> dict[str, Any]:
+    """Check a model_card.json object as the subnet reads it: exactly its five fields, X.Y.Z version,
+    unix-seconds time and, when set, an SS58 `submitted_by`. Returns the card; raises CardError."""
+    if list(card) != list(CARD_KEYS):
+        raise CardError(f"model_card: fields must be exactly {', '.join(CARD_KEYS)}, got {', '.join(card)}")
+    if not isinstance(card["submission_time"], int) or isinstance(card["submission_time"], bool):
+        raise CardError("model_card.submission_time: must be an integer (unix seconds)")
+    if not isinstance(card["description"], str):
+        raise CardError("model_card.description: must be a string")
+    model_card(card["model_name"], card["description"], card["version"], card["submitted_by"],
+               card["submission_time"])
+    if card["submitted_by"] and not is_ss58(card["submitted_by"]):
+        raise CardError(f"model_card.submitted_by: {card['submitted_by']!r} is not an SS58 address (a hotkey)")
+    return card
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
@@ -178,6 +213,72 @@ def write_cards(folder: str | Path, model_name: str | None = None, version: str 
     (folder / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
     (folder / "README.md").write_text(readme(folder, name))
     return card
+
+
+# ---- the Hub's card: YAML front matter the Hub reads, over the README above ----------------------
+HUB_TAGS = ("image-classification", "roadwork", "bittensor", "sn72", "natix", "streetvision")
+# The weights are ours, the training images are not: the card points at LICENSE.md (written beside it)
+# which lists each source's terms, instead of claiming an SPDX license the data would not allow.
+LICENSE_ID, LICENSE_NAME, LICENSE_FILE = "other", "research-data-terms", "LICENSE.md"
+
+
+def _eval_rows(meta: dict[str, Any]) -> list[tuple[str, str, str, str, dict[str, Any]]]:
+    """(dataset type, dataset name, split, command, metrics) for every number the card reports."""
+    chal = "challenge simulator, fixed seed" if meta.get("challenge", True) else "no challenge"
+    train_cmd = meta.get("command", "")
+    rows = []
+    if meta.get("val"):
+        rows.append(("roadwork-heldout-groups", f"held-out clips/sequences of the training sources ({chal})",
+                     "validation", train_cmd, meta["val"]))
+    if meta.get("cross"):
+        holdout = ", ".join(meta.get("split", {}).get("holdout_sources", [])) or "held-out sources"
+        rows.append(("roadwork-cross-source", f"cross-source: {holdout} ({chal})", "test", train_cmd, meta["cross"]))
+    for i, ev in enumerate(meta.get("evaluations", [])):
+        rows.append((f"roadwork-eval-{i}", str(ev.get("name")), "test", str(ev.get("command", "")),
+                     ev.get("metrics", {})))
+    return rows
+
+
+def _real_sources(names: Any) -> list[str]:
+    """Source names without the synthetic strata (`synth:camvid`, ...): synthesis is described apart."""
+    return sorted(n for n in names if ":" not in n)
+
+
+def hub_card(folder: str | Path, repo_id: str, datasets: list[str] | None = None) -> Any:
+    """The Hub's README for `folder`: `huggingface_hub.ModelCard` whose front matter carries license,
+    library, pipeline tag, tags, datasets and a model-index with every reported metric and the command
+    that measured it; the body is `readme()`."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    folder = Path(folder)
+    meta = _read_json(folder / "roadwork.json")
+    name = repo_id.split("/")[-1]
+    results = []
+    for dtype, dname, split, command, m in _eval_rows(meta):
+        for key, metric in (("mcc", "matthews_correlation"), ("accuracy", "accuracy"), ("auc", "roc_auc"),
+                            ("reward", "sn72_simulated_reward")):
+            if isinstance(m.get(key), (int, float)):
+                results.append(EvalResult(task_type="image-classification", dataset_type=dtype, dataset_name=dname,
+                                          dataset_split=split, metric_type=metric, metric_value=round(float(m[key]), 4),
+                                          metric_args={"command": command} if command else None))
+    arch = meta.get("arch") or _read_json(folder / "config.json").get("model_type")
+    data = ModelCardData(
+        license=LICENSE_ID, license_name=LICENSE_NAME, license_link=LICENSE_FILE, library_name="transformers",
+        pipeline_tag="image-classification", tags=list(HUB_TAGS) + ([str(arch)] if arch else []),
+        datasets=datasets or _real_sources(meta.get("split", {}).get("train_sources", {})) or None,
+        base_model=meta.get("init") or None, model_name=name, eval_results=results or None)
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{readme(folder, repo_id)}")
+
+
+def license_text(folder: str | Path) -> str:
+    """LICENSE.md for the Hub folder: the terms of every training source, from roadwork.json."""
+    meta = _read_json(Path(folder) / "roadwork.json")
+    lic = meta.get("licenses") or data_licenses(list(meta.get("data", [])))
+    lines = ["# Terms of use", "", DATA_NOTICE, "", "| training source | license |", "|---|---|"]
+    lines += [f"| {s} | {'; '.join(lic[s]) or 'no stated license'} |" for s in _real_sources(lic)]
+    if meta.get("synth"):
+        lines += ["", OBJECTS_NOTICE]
+    return "\n".join(lines) + "\n"
 
 
 def measure_cpu_speed(folder: str | Path, n: int = 20, threads: int | None = None) -> dict[str, Any]:
