@@ -17,16 +17,30 @@ ModelOpt = typer.Option(None, "--model", "-m", help="Model folder or hub id (def
 ConfigOpt = typer.Option(None, "--config", "-c", help="Engine config YAML (configs/).")
 
 
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise typer.BadParameter(f"{value:g}: must be > 0")
+    return value
+
+
+FpsOpt = typer.Option(2.0, callback=_positive, help="Frames per second sampled from videos.")
+
+
+def _fail(message: object, code: int = 2) -> typer.Exit:
+    """Print one error line (unwrapped: a terminal wraps it, a log keeps it whole); raise the result."""
+    console.print(f"[red]{message}[/red]", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
 def _engine(model: Optional[str], config: Optional[Path]):
     from roadwork.config import ConfigError, shell_config
     from roadwork.engine import Engine
+    from roadwork.model_ref import ModelError
 
     try:
-        cfg = shell_config(config, model)
-    except ConfigError as e:
-        console.print(f"[red]{e}[/red]")
-        raise typer.Exit(2)
-    return Engine.from_config(cfg)
+        return Engine.from_config(shell_config(config, model))
+    except (ConfigError, ModelError) as e:  # each names the field or the model, and what to do
+        raise _fail(e)
 
 
 # ---- predict ------------------------------------------------------------------------------------
@@ -36,8 +50,8 @@ def predict(
     model: Optional[str] = ModelOpt,
     config: Optional[Path] = ConfigOpt,
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
-    batch_size: int = typer.Option(16, help="Images per engine call."),
-    fps: float = typer.Option(2.0, help="Sampling rate for video files."),
+    batch_size: int = typer.Option(16, min=1, help="Images per engine call."),
+    fps: float = FpsOpt,
     views: Optional[str] = typer.Option(None, help="The images are views of one place: also print one decision, "
                                         "combined by noisy_or, max, mean_logit or mean."),
 ) -> None:
@@ -46,8 +60,7 @@ def predict(
     from roadwork.sequence import VIEW_METHODS
 
     if views is not None and views not in VIEW_METHODS:
-        console.print(f"[red]--views: unknown method {views!r} (known: {', '.join(VIEW_METHODS)})[/red]")
-        raise typer.Exit(2)
+        raise _fail(f"--views: unknown method {views!r} (known: {', '.join(VIEW_METHODS)})")
     code = run_predict(paths, _engine(model, config), as_json=as_json, batch_size=batch_size, fps=fps,
                        console=console, views=views)
     raise typer.Exit(code)
@@ -60,7 +73,7 @@ def label(
     out: Path = typer.Option(..., "--out", "-o", help="Writes OUT/labels/part-*.parquet and OUT/summary.json."),
     model: Optional[str] = ModelOpt,
     config: Optional[Path] = ConfigOpt,
-    fps: float = typer.Option(2.0, help="Sampling rate for video files."),
+    fps: float = FpsOpt,
     batch_size: int = typer.Option(32, min=1, help="Images per engine call."),
     shard_size: int = typer.Option(256, min=1, help="Items per shard (the unit of work and of --resume)."),
     num_workers: Optional[int] = typer.Option(None, min=1, help="Actors (default: one per CPU, or per GPU share)."),
@@ -103,7 +116,7 @@ def eval_(
 def data(
     spec: str = typer.Argument(..., help="Manifest CSV, image folder, parquet file/folder, or video file/folder."),
     segments: Optional[Path] = typer.Option(None, help="Segments CSV for videos (default: segments.csv beside them)."),
-    fps: float = typer.Option(2.0, help="Sampling rate for videos."),
+    fps: float = FpsOpt,
     decode: bool = typer.Option(False, "--decode", help="Decode every image; list the unreadable ones (exit 1)."),
     split: Optional[float] = typer.Option(None, "--split", help="Show a group split with this validation fraction."),
     seed: int = typer.Option(0, help="Seed of the --split."),
@@ -276,12 +289,15 @@ def train(
     from roadwork.train.config import TrainConfig
     from roadwork.train.finetune import train as run
 
+    from roadwork.model_ref import resolve_model
+
     args.update(holdout_source=holdout_source or [], synth=synth or [])
     try:
+        if init:
+            resolve_model(init, "--init")  # fail before the data is read, not after
         run(TrainConfig(**args))
     except ValueError as e:
-        console.print(f"[red]{e}[/red]")
-        raise typer.Exit(2)
+        raise _fail(e)
 
 
 # ---- publish ------------------------------------------------------------------------------------
@@ -353,8 +369,7 @@ def synth(
         config = (SynthConfig.legacy() if legacy else SynthConfig()).with_overrides(set_ or [])
         run_synth(data, objects, out, n, seed, hard_negatives, exclude_source or [], max_side, console, config)
     except (DataError, BankError, ValueError, RuntimeError) as e:  # each names the file or input
-        console.print(f"[red]{e}[/red]")
-        raise typer.Exit(2)
+        raise _fail(e)
 
 
 def main() -> None:  # pragma: no cover - console entry point

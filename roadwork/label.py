@@ -255,7 +255,8 @@ def run_label(specs: Sequence[str], out: str | Path, cfg: Config | None = None, 
              "t_work": time.perf_counter()}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("items"),
                TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, disable=not pending) as bar:
+    # transient: the summary line replaces the bar, and an error before the first shard prints alone
+    with Progress(*columns, console=console, disable=not pending, transient=True) as bar:
         task = bar.add_task("labelling", total=len(items),
                             completed=len(items) - sum(len(shards[s]) for s in pending))
 
@@ -316,7 +317,12 @@ def _run_ray(cfg: Config, shards, pending, fps, batch_size, num_workers, address
     if not ray.is_initialized():
         quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
         if address:
-            ray.init(address=address, **quiet)
+            try:
+                ray.init(address=address, **quiet)
+            except ConnectionError as e:  # ray's own "Could not find any running Ray instance" etc.
+                reason = str(e).split(". ")[0]
+                raise LabelError(f"--address {address}: no Ray cluster to join ({reason}); start one "
+                                 "(`ray start --head`), or leave out --address for a local one") from None
         else:
             ray.init(num_cpus=max(_cpu_count(), num_workers or 1), include_dashboard=False, **quiet)
         started = True
@@ -408,8 +414,12 @@ def label_main(specs: Sequence[str], out: Path, model: str | None, config: Path 
             cfg.tiers[0].model = model
         s = run_label(specs, out, cfg, console=console, **kw)
     except (ConfigError, LabelError) as e:
-        console.print(f"[red]{e}[/red]")
+        console.print(f"[red]{e}[/red]", highlight=False, soft_wrap=True)
         return 2
+    except KeyboardInterrupt:  # finished shards are on disk: say how to pick up from there
+        console.print(f"interrupted; the finished shards are in {out}/labels: rerun the same command to resume "
+                      "(resume is on by default)", highlight=False, soft_wrap=True)
+        return 130
     now = (f"{s['labelled_this_run']} this run at {s['images_per_s']:.1f} images/s" if s["labelled_this_run"]
            else "nothing new to label")
     console.print(f"{s['labelled']} labelled ({s['positives']} roadwork), {s['errors']} unreadable, "

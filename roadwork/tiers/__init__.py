@@ -7,10 +7,11 @@ lazily so that a miner with only the classifier installed never imports a VLM st
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from typing import Callable
 
-from roadwork.config import TierConfig
+from roadwork.config import ConfigError, TierConfig
 from roadwork.tiers.base import Tier
 
 _REGISTRY: dict[str, Callable[[TierConfig], Tier]] = {}
@@ -43,7 +44,9 @@ def create_tier(cfg: TierConfig) -> Tier:
     if cfg.kind not in _REGISTRY and cfg.kind in _LAZY:
         importlib.import_module(_LAZY[cfg.kind])
     if cfg.kind not in _REGISTRY:
-        raise ValueError(f"tier '{cfg.name}': unknown kind '{cfg.kind}' (known: {', '.join(available_tiers())})")
+        close = difflib.get_close_matches(cfg.kind, available_tiers(), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ConfigError(f"tier '{cfg.name}': unknown kind '{cfg.kind}' ({hint}known: {', '.join(available_tiers())})")
     return _REGISTRY[cfg.kind](cfg)
 
 

@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from roadwork.config import TierConfig
+from roadwork.model_ref import ModelError, resolve_model
 from roadwork.tiers import register_tier
 from roadwork.tiers.base import Tier, clean_probs, resolve_device, resolve_dtype
 
@@ -76,17 +77,19 @@ class ClassifierTier(Tier):
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.batch_size = batch_size
+        source = resolve_model(model)  # a folder, a hub id, or its cached snapshot; else one clear error
         try:
-            self.model = AutoModelForImageClassification.from_pretrained(model, dtype=self.dtype)
+            self.model = AutoModelForImageClassification.from_pretrained(source, dtype=self.dtype)
         except (OSError, ValueError) as e:
-            raise ValueError(f"classifier tier '{name}': cannot load image-classification model {model!r}: {e}") from e
+            raise ModelError(f"classifier tier '{name}': cannot load image-classification model {model!r}: "
+                             f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
         self.model.to(self.device).eval()
         if self.device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)
-        self.processor = _processor(model, getattr(self.model.config, "image_size", None))
+        self.processor = _processor(source, getattr(self.model.config, "image_size", None))
         self.num_labels = int(self.model.config.num_labels)
         self.index = roadwork_index(self.model.config.id2label) if self.num_labels > 1 else 0
-        self.meta = read_meta(model)
+        self.meta = read_meta(source)
         # Unfolded calibration (rare: folders calibrated outside `roadwork train`) is applied here.
         self._temperature, self._shift = 1.0, 0.0
         if self.meta and not self.meta.get("folded", True) and self.num_labels == 2:

@@ -16,6 +16,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from roadwork.model_ref import ModelError, resolve_model
+
 LABELS = {0: "None", 1: "Roadwork"}
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -72,8 +74,11 @@ def build_model(arch: str | None = None, init: str | None = None, image_size: in
     if init:
         # ignore_mismatched_sizes: a 1000-class (or any) head is replaced by a fresh 2-class one
         try:
-            return AutoModelForImageClassification.from_pretrained(init, ignore_mismatched_sizes=True,
+            return AutoModelForImageClassification.from_pretrained(resolve_model(init, "--init"),
+                                                                   ignore_mismatched_sizes=True,
                                                                    dtype=torch.float32, **label_kw)
+        except ModelError:
+            raise
         except ValueError as e:
             if "dinov3" in str(e).lower():
                 raise ValueError(f"--init {init}: transformers has no image-classification head for DINOv3 "
