@@ -13,6 +13,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Roadwork detection: predict, evaluate, train, serve and mine (SN72).")
 console = Console(stderr=True)
 
+from roadwork.challenge.protocols import DEFAULT_PROTOCOL, PROTOCOLS, protocol_help  # noqa: E402  (pure Python)
+
 ModelOpt = typer.Option(None, "--model", "-m", help="Model folder or hub id (default: the embedded model).")
 ConfigOpt = typer.Option(None, "--config", "-c", help="Engine config YAML (configs/).")
 
@@ -30,6 +32,15 @@ def _fail(message: object, code: int = 2) -> typer.Exit:
     """Print one error line (unwrapped: a terminal wraps it, a log keeps it whole); raise the result."""
     console.print(f"[red]{message}[/red]", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def _protocol_ok(value: str) -> str:
+    if value not in PROTOCOLS:
+        raise typer.BadParameter(f"{value!r} is not a validator version (known: {', '.join(PROTOCOLS)})")
+    return value
+
+
+ProtocolOpt = typer.Option(DEFAULT_PROTOCOL, "--protocol", help=protocol_help(), callback=_protocol_ok)
 
 
 def _engine(model: Optional[str], config: Optional[Path]):
@@ -97,7 +108,8 @@ def eval_(
     model: Optional[str] = ModelOpt,
     config: Optional[Path] = ConfigOpt,
     challenge: bool = typer.Option(True, "--challenge/--no-challenge",
-                                   help="Turn each image into a validator challenge (level 0-3 + JPEG q75)."),
+                                   help="Turn each image into a validator challenge (see --protocol)."),
+    protocol: str = ProtocolOpt,
     seed: int = typer.Option(0, help="Seed of the challenges, the --limit subset and the reward stream."),
     limit: Optional[int] = typer.Option(None, min=1, help="Evaluate a seeded random subset of N images."),
     as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
@@ -108,7 +120,8 @@ def eval_(
     from roadwork.evaluate import run_eval
 
     raise typer.Exit(run_eval(lambda: _engine(model, config), data, challenge=challenge, seed=seed, limit=limit,
-                              as_json=as_json, report_dir=report, batch_size=batch_size, console=console))
+                              as_json=as_json, report_dir=report, batch_size=batch_size, console=console,
+                              protocol=protocol))
 
 
 # ---- data ---------------------------------------------------------------------------------------
@@ -188,9 +201,10 @@ app.add_typer(challenge_app, name="challenge")
 
 
 @challenge_app.command()
-def check(reference: Path = typer.Option(..., "--reference", help="challenge_reference folder (cases.json).")
+def check(reference: Path = typer.Option(..., "--reference",
+                                         help="challenge_reference folder (cases.json, cases_2026.json).")
           ) -> None:
-    """Run every reference case; exit 1 if any differs beyond tolerance."""
+    """Run every reference case of all three versions; exit 1 if any differs beyond tolerance."""
     from roadwork.challenge.reference import check_main
 
     raise typer.Exit(check_main(reference, console))
@@ -202,11 +216,23 @@ def make(
     out: Path = typer.Option(..., "--out", help="Folder for the JPEGs, labels.csv and manifest.csv."),
     seed: int = typer.Option(0, "--seed", help="Same seed and data -> identical files."),
     n: Optional[int] = typer.Option(None, "--n", help="A seeded random subset of this many images."),
+    protocol: str = ProtocolOpt,
 ) -> None:
-    """Write 224x224 challenge JPEGs exactly as sent on the wire, with their labels and augmentations."""
+    """Write challenge JPEGs exactly as sent on the wire, with their labels and augmentations."""
     from roadwork.challenge.dataset import make_main
 
-    raise typer.Exit(make_main(data, out, seed, n, console))
+    raise typer.Exit(make_main(data, out, seed, n, console, protocol=protocol))
+
+
+@challenge_app.command()
+def versions() -> None:
+    """The validator versions the simulator reproduces, and the subnet's status."""
+    from roadwork.challenge.protocols import SUBNET_STATUS
+
+    for p in PROTOCOLS.values():
+        mark = " (default)" if p.name == DEFAULT_PROTOCOL else ""
+        print(f"{p.name}{mark}  {p.commits}\n    {p.summary}")
+    print(f"status: {SUBNET_STATUS}")
 
 
 # ---- calibrate-cascade --------------------------------------------------------------------------
@@ -267,6 +293,7 @@ def train(
     camera_jitter: bool = typer.Option(True, help="Randomize the camera look (crop, colour cast, resolution, JPEG)."),
     challenge: bool = typer.Option(True, help="Validator challenge simulator in training augmentation and validation."),
     challenge_p: float = typer.Option(0.7, help="Share of training images put through the challenge simulator."),
+    protocol: str = ProtocolOpt,
     camera_p: float = typer.Option(0.5, help="Share of training images given camera jitter."),
     balance: str = typer.Option("sampler", help="sampler (50/50 draws), loss (class weights) or none."),
     patience: int = typer.Option(8, help="Early stopping: epochs without a better validation MCC."),

@@ -1,6 +1,8 @@
 """`roadwork eval`: run the engine over a labelled source, as the validator would query it.
 
-source ─► (seeded) challenge: augmentation level + JPEG q75, decoded as the miner decodes it
+source ─► (seeded) challenge of one validator version (`--protocol`, roadwork/challenge/protocols.py):
+         2026-01/04 an augmentation level + 224x224 JPEG q75, 2026-05 the native image as JPEG q75,
+         decoded as the miner decodes it
        ─► engine.predict in batches ─► metrics overall / per level / per source / per tier
        ─► the subnet reward simulated over a validator-like stream of those answers.
 
@@ -40,7 +42,7 @@ class EvalReport:
 
     probs: np.ndarray
     labels: np.ndarray
-    levels: np.ndarray  # augmentation level per image; -1 when challenges were off
+    levels: np.ndarray  # augmentation level per image; -1 when challenges were off or the version has none
     sources: list[str]
     paths: list[str]
     tiers: list[str]  # the tier that answered each image
@@ -51,6 +53,7 @@ class EvalReport:
     errors: list[tuple[str, str]] = field(default_factory=list)
     challenge: bool = True
     seed: int = 0
+    protocol: str = ""  # the validator version the challenges follow (empty when challenges were off)
     seconds: float = 0.0
     reward: dict[str, Any] = field(default_factory=dict)
 
@@ -65,7 +68,7 @@ class EvalReport:
         if not self.challenge:
             return {}
         return {str(lv): binary_metrics(self.labels[self.levels == lv], self.probs[self.levels == lv])
-                for lv in sorted(set(self.levels.tolist()))}
+                for lv in sorted(set(self.levels.tolist())) if lv >= 0}
 
     def per_source(self) -> dict[str, dict[str, Any]]:
         src = np.array(self.sources, dtype=object)
@@ -111,7 +114,7 @@ class EvalReport:
                "per_level": self.per_level(), "per_source": self.per_source(), "per_tier": self.per_tier_table(),
                "errors": len(self.errors),
                "error_files": [{"path": p, "reason": r} for p, r in self.errors[:MAX_ERRORS_JSON]],
-               "challenge": self.challenge, "seed": self.seed, "seconds": round(self.seconds, 2)}
+               "challenge": self.challenge, "protocol": self.protocol, "seed": self.seed, "seconds": round(self.seconds, 2)}
         return json_safe(out)
 
 
@@ -130,13 +133,18 @@ def json_safe(obj: Any) -> Any:
 
 # ---- the loop ---------------------------------------------------------------------------------
 def evaluate(engine: Any, source: Any, challenge: bool = True, seed: int = 0, limit: int | None = None,
-             progress: bool = True, batch_size: int = 32, console: Console | None = None) -> EvalReport:
+             progress: bool = True, batch_size: int = 32, console: Console | None = None,
+             protocol: str | None = None) -> EvalReport:
     """Run `engine` over every readable image of `source` (a spec for `roadwork.data.open_source`,
     or a source object) and collect the outcomes. Unreadable images are counted, never fatal.
 
     `limit` keeps a seeded random subset of that many images (every source stays represented),
-    rather than the first N rows of a manifest that is usually sorted by source."""
+    rather than the first N rows of a manifest that is usually sorted by source. `protocol`: the
+    validator version of the challenges (default: `protocols.DEFAULT_PROTOCOL`)."""
+    from roadwork.challenge.protocols import get_protocol
+
     t0 = time.perf_counter()
+    protocol = get_protocol(protocol).name
     src = _open(source)
     pick_rng, chal_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     items, total = _items(src, limit, pick_rng)
@@ -165,7 +173,7 @@ def evaluate(engine: Any, source: Any, challenge: bool = True, seed: int = 0, li
             level = -1
             if challenge:
                 try:
-                    img, level = _challenge(img, chal_rng, path)
+                    img, level = _challenge(img, chal_rng, path, protocol)
                 except ImageError as e:
                     errors.append((e.source, e.reason))
                     continue
@@ -182,7 +190,7 @@ def evaluate(engine: Any, source: Any, challenge: bool = True, seed: int = 0, li
                      levels=np.array(levels, dtype=np.int64), sources=sources, paths=paths, tiers=tiers,
                      per_tier=per_tier, times_ms=times, timed_out=np.array(timed_out, dtype=bool),
                      tier_names=[t.name for t in getattr(engine, "tiers", [])], errors=errors,
-                     challenge=challenge, seed=seed)
+                     challenge=challenge, seed=seed, protocol=protocol if challenge else "")
     rep.reward = stream_reward(rep.probs, rep.labels, seed)
     rep.seconds = time.perf_counter() - t0
     return rep
@@ -253,21 +261,22 @@ def _decode_records(recs: list[Any]) -> Iterator[Any]:
             yield pending.popleft().result()
 
 
-def _challenge(img: Image.Image, rng: np.random.Generator, path: str) -> tuple[Image.Image, int]:
-    """The image a miner receives for `img` (augmentation level, JPEG q75, decoded again) and its level."""
+def _challenge(img: Image.Image, rng: np.random.Generator, path: str, protocol: str) -> tuple[Image.Image, int]:
+    """The image a miner receives for `img` (decoded from the wire JPEG) and its level (-1: none)."""
     from roadwork.challenge import make_challenge
+    from roadwork.challenge.protocols import is_jpeg_path
 
     try:
-        ch = make_challenge(img, rng)
+        ch = make_challenge(img, rng, protocol=protocol, from_jpeg=is_jpeg_path(path))
     except ImageError as e:
         raise ImageError(path, f"challenge: {e.reason}") from None
-    return ch.image, int(ch.level)
+    return ch.image, -1 if ch.level is None else int(ch.level)
 
 
 # ---- the CLI's glue -----------------------------------------------------------------------------
 def run_eval(engine: Any, data: str, challenge: bool = True, seed: int = 0, limit: int | None = None,
              as_json: bool = False, report_dir: str | Path | None = None, batch_size: int = 32,
-             console: Console | None = None) -> int:
+             console: Console | None = None, protocol: str | None = None) -> int:
     """`roadwork eval`: the JSON object on stdout (--json) or rich tables; plots with --report.
     `engine` may be a zero-argument factory, called only once the data source opened.
     Returns the exit code: 2 when the data source cannot be read at all."""
@@ -288,7 +297,7 @@ def run_eval(engine: Any, data: str, challenge: bool = True, seed: int = 0, limi
             console.print(f"[red]error[/red] {e}")
             return 2
     rep = evaluate(engine, src, challenge=challenge, seed=seed, limit=limit, progress=True,
-                   batch_size=batch_size, console=console)
+                   batch_size=batch_size, console=console, protocol=protocol)
     if report_dir is not None:
         html_path = write_report(rep, report_dir)
         console.print(f"report: {html_path}")

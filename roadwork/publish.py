@@ -119,7 +119,9 @@ def _metrics_table(meta: dict[str, Any]) -> list[str]:
             "|---|---|---|---|---|---|---|---|"]
     cmd = "the training run (see Training)"
     holdout = ", ".join(meta.get("split", {}).get("holdout_sources", [])) or "-"
-    chal = "challenge simulator, fixed seed" if meta.get("challenge", True) else "no challenge"
+    # models trained before validator versions existed in the simulator used 2026-01's challenges
+    chal = (f"challenge simulator {meta.get('protocol', '2026-01')}, fixed seed" if meta.get("challenge", True)
+            else "no challenge")
     for name, key in ((f"validation: held-out clips/sequences ({chal}; T and threshold fitted here)", "val"),
                       (f"cross-source: {holdout} ({chal})", "cross")):
         m = meta.get(key)
@@ -177,8 +179,8 @@ def readme(folder: str | Path, model_name: str | None = None) -> str:
     if meta.get("synth"):
         lines += ["", f"{split.get('n_synth', '?')} synthetic images from `roadwork synth` joined training. "
                   + OBJECTS_NOTICE]
-    lines += ["", "## Metrics", "", "All under the SN72 challenge simulator (validator augmentation levels 0-3, "
-              "JPEG q75) unless noted; MCC and accuracy decide at 0.5 on the calibrated score.", ""]
+    lines += ["", "## Metrics", "", f"All under the SN72 challenge simulator (validator version "
+              f"{meta.get('protocol', '2026-01')}) unless noted; MCC and accuracy decide at 0.5 on the calibrated score.", ""]
     lines += _metrics_table(meta)
     speed = meta.get("cpu_speed")
     lines += ["", "## Speed", ""]

@@ -22,12 +22,14 @@ from roadwork.challenge import (CODES, ChallengeTransform, augment, draw_level, 
 from roadwork.challenge import ops
 from roadwork.challenge.dataset import format_distortions, parse_distortions
 from roadwork.challenge.reference import compare_float, compare_u8
-from roadwork.challenge.sim import draw_crop, draw_strengths
+from roadwork.challenge.protocols import DEFAULT_PROTOCOL, PROTOCOLS, get_protocol
+from roadwork.challenge.sim import apply_level, draw_crop, draw_strengths
 from roadwork.cli import app
 
 REFERENCE = SHARED / "docs" / "challenge_reference"
 requires_reference = pytest.mark.skipif(not (REFERENCE / "cases.json").is_file(),
                                         reason="needs ../shared/docs/challenge_reference")
+V1, V4, V5 = "2026-01", "2026-04", "2026-05"  # the three validator versions (roadwork/challenge/protocols.py)
 
 
 def scene(w: int = 96, h: int = 64, seed: int = 0) -> Image.Image:
@@ -45,12 +47,16 @@ def scene(w: int = 96, h: int = 64, seed: int = 0) -> Image.Image:
 def test_every_reference_case_passes():
     results = run_reference_check(REFERENCE)
     cases = json.loads((REFERENCE / "cases.json").read_text())["cases"]
-    assert len(results) == len(cases) == 65
-    assert {r.op for r in results} == {"level0", "CS", "CC", "JPEG", "GNC", "GB", "rotate+resized_crop", "wire_jpeg"}
-    failed = [(r.case, r.max_error, r.pct_off) for r in results if not r.passed]
+    cases_2026 = json.loads((REFERENCE / "cases_2026.json").read_text())["cases"]
+    assert len(results) == len(cases) + len(cases_2026) == 65 + 22
+    assert {r.op for r in results} == {"level0", "CS", "CC", "JPEG", "GNC", "GB", "rotate+resized_crop", "wire_jpeg",
+                                       "letterbox", "level1", "level2", "level3", "wire_jpeg_native",
+                                       "cache_extract_jpeg"}
+    assert {r.version for r in results} == set(PROTOCOLS)
+    failed = [(r.version, r.case, r.compared, r.max_error, r.pct_off) for r in results if not r.passed]
     assert not failed
-    wire = next(r for r in results if r.op == "wire_jpeg")
-    assert wire.compared == "bytes"  # byte-identical, not merely close
+    wires = [r for r in results if r.op.startswith("wire") or r.op == "cache_extract_jpeg"]
+    assert len(wires) == 9 and {r.compared for r in wires} == {"bytes"}  # byte-identical, not merely close
 
 
 def test_compare_rules_at_their_thresholds():
@@ -191,7 +197,8 @@ def test_augment_equals_validator_pipeline(level):
     mismatches, distorted = [], 0
     for seed in range(8):
         img = scene(90 + 7 * seed, 60 + 5 * seed, seed)
-        pixels, angle, crop, strengths = augment(img, level, np.random.default_rng(seed), noise=legacy_noise(seed))
+        pixels, angle, crop, strengths = augment(img, level, np.random.default_rng(seed), noise=legacy_noise(seed),
+                                                 protocol=V1)
         distorted += any(strengths.values())
         expected = validator_pixels(img, angle, crop, strengths, legacy_noise(seed))
         # a nearest-rotation tie torchvision breaks the other way on this CPU excuses a difference (tie_flips)
@@ -206,7 +213,7 @@ def test_flips_never_fire():
     img = scene(120, 80)
     rng = np.random.default_rng(5)
     for _ in range(20):
-        ch = make_challenge(img, rng, level=1)
+        ch = make_challenge(img, rng, level=1, protocol=V1)
         plain = ops.truncate_u8(rotate_resized_crop(img, ch.angle, ch.crop))
         sent = np.asarray(ch.sent)
         assert np.array_equal(sent, plain)
@@ -221,6 +228,77 @@ def test_level0_center_crop_and_size():
     assert np.array_equal(np.asarray(out), np.asarray(expected))
     theirs = TF.to_pil_image(TF.to_tensor(TF.resize(TF.center_crop(img, 120), [224, 224])))
     assert np.array_equal(np.asarray(out), np.asarray(theirs))
+
+
+@pytest.mark.parametrize("size,fit,pad_ltrb", [
+    ((722, 406), (223, 125), (0, 49, 1, 50)),    # int() truncation: 722 * (224/722) = 223.99999...
+    ((1280, 720), (224, 125), (0, 49, 0, 50)),
+    ((1920, 1080), (224, 126), (0, 49, 0, 49)),
+    ((228, 406), (125, 224), (49, 0, 50, 0)),     # portrait
+    ((150, 100), (224, 149), (0, 37, 0, 38)),     # upscaled
+])
+def test_letterbox_fit_and_padding(size, fit, pad_ltrb):
+    img = scene(*size)
+    out = ops.letterbox(img)
+    assert out.size == (224, 224) and out.mode == "RGB"
+    arr = np.asarray(out)
+    left, top, right, bottom = pad_ltrb
+    inner = arr[top:224 - bottom, left:224 - right]
+    assert inner.shape[:2] == (fit[1], fit[0])
+    assert np.array_equal(inner, np.asarray(img.resize(fit, Image.BILINEAR)))
+    mask = np.ones((224, 224), bool)
+    mask[top:224 - bottom, left:224 - right] = False
+    assert not arr[mask].any()  # black padding
+    # torchvision's own ResizeWithPadding steps on the PIL image
+    theirs = TF.pad(TF.resize(img, [fit[1], fit[0]]), list(pad_ltrb), fill=0)
+    assert np.array_equal(arr, np.asarray(theirs))
+
+
+@pytest.mark.parametrize("level", [1, 2, 3])
+def test_2026_04_levels_equal_torchvision(level):
+    """2026-04: letterbox, ToTensor, F.rotate (NEAREST) on the 224x224 tensor, distortions, ToPILImage."""
+    mismatches, distorted = [], 0
+    for seed in range(6):
+        img = scene(300 + 37 * seed, 160 + 23 * seed, seed)
+        pixels, angle, crop, strengths = augment(img, level, np.random.default_rng(seed), noise=legacy_noise(seed),
+                                                 protocol=V4)
+        assert crop is None
+        distorted += any(strengths.values())
+        t = TF.rotate(TF.to_tensor(ops.letterbox(img)), angle)
+        for code in CODES:
+            if strengths[code]:
+                bgr = (t[[2, 1, 0]].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+                out = ops.distort(bgr, code, strengths[code], legacy_noise(seed))
+                t = torch.from_numpy(out.astype(np.float32) / 255.0).permute(2, 0, 1)[[2, 1, 0]]
+        if not np.array_equal(pixels, np.asarray(TF.to_pil_image(t))):
+            mismatches.append((seed, angle, strengths))
+    assert not mismatches
+    assert level == 1 or distorted >= 3
+
+
+def test_2026_05_sends_the_native_image_as_jpeg_q75():
+    img = scene(640, 360)
+    ch = make_challenge(img, np.random.default_rng(0), protocol=V5)
+    assert ch.level is None and ch.angle is None and ch.crop is None and ch.protocol == V5
+    assert ch.image.size == (640, 360) and ch.jpeg == jpeg_bytes(img)
+    assert ch.distortions == dict.fromkeys(CODES, 0)
+    # a dataset JPEG is re-saved at q75 by the cache, then encoded again on the wire
+    twice = make_challenge(img, np.random.default_rng(0), protocol=V5, from_jpeg=True)
+    once_decoded = Image.open(BytesIO(jpeg_bytes(img))).convert("RGB")
+    assert twice.jpeg == jpeg_bytes(once_decoded) != ch.jpeg
+    with pytest.raises(ValueError, match="no augmentation levels"):
+        make_challenge(img, np.random.default_rng(0), level=2, protocol=V5)
+    assert make_challenge(img, np.random.default_rng(0)).protocol == DEFAULT_PROTOCOL == V5
+
+
+def test_protocol_table():
+    assert list(PROTOCOLS) == [V1, V4, V5] and DEFAULT_PROTOCOL == list(PROTOCOLS)[-1]
+    assert [p.geometry for p in PROTOCOLS.values()] == ["crop", "letterbox", "native"]
+    assert not get_protocol(V5).augmented and get_protocol(V4).augmented
+    with pytest.raises(ValueError, match="2026-01, 2026-04, 2026-05"):
+        get_protocol("2025-12")
+    with pytest.raises(ValueError, match="crop"):
+        apply_level(scene(), V1, 1, 3.0)  # 2026-01 levels 1-3 need their crop
 
 
 # ---- random draws -------------------------------------------------------------------------------------
@@ -260,23 +338,25 @@ def test_crop_and_angle_draws():
     assert frac.min() >= 0.2 - 0.01 and frac.max() <= 1.0 and max(sides) == 90
     assert frac.mean() == pytest.approx((0.2 + 0.5625) / 2, abs=0.01)
     assert draw_crop(rng, 100, 1000) == (0, 450, 100, 100)  # nothing of scale >= 0.2 fits: centred square
-    angles = [make_challenge(scene(48, 40), rng, level=1).angle for _ in range(60)]
+    angles = [make_challenge(scene(48, 40), rng, level=1, protocol=V4).angle for _ in range(60)]
     assert -20 <= min(angles) < -10 and 10 < max(angles) <= 20
 
 
 # ---- the challenge object, wire and reproducibility ------------------------------------------------------
+@pytest.mark.parametrize("protocol", [V1, V4])
 @pytest.mark.parametrize("mode,size", [("RGB", (96, 64)), ("L", (40, 90)), ("RGBA", (224, 224)), ("P", (30, 20))])
-def test_every_level_gives_224_rgb(mode, size):
+def test_every_level_gives_224_rgb(mode, size, protocol):
     img = scene(*size).convert(mode)
     for level in range(4):
-        ch = make_challenge(img, np.random.default_rng(level), level=level)
+        ch = make_challenge(img, np.random.default_rng(level), level=level, protocol=protocol)
         assert ch.image.size == (224, 224) and ch.image.mode == "RGB" and ch.level == level
-        assert list(ch.distortions) == list(CODES)
-        assert (ch.angle is None) == (ch.crop is None) == (level == 0)
+        assert list(ch.distortions) == list(CODES) and ch.protocol == protocol
+        assert (ch.angle is None) == (level == 0)
+        assert (ch.crop is None) == (level == 0 or protocol == V4)  # 2026-04 never crops
 
 
 def test_wire_is_pil_default_jpeg_q75():
-    ch = make_challenge(scene(), np.random.default_rng(0), level=3)
+    ch = make_challenge(scene(), np.random.default_rng(0), level=3, protocol=V1)
     assert ch.jpeg[:2] == b"\xff\xd8" and ch.jpeg == jpeg_bytes(ch.sent)
     with Image.open(BytesIO(ch.jpeg)) as im:
         q = im.quantization
@@ -290,12 +370,13 @@ def test_wire_is_pil_default_jpeg_q75():
     assert not np.array_equal(np.asarray(ch.image), np.asarray(ch.sent))  # JPEG is lossy: the miner sees that
 
 
-def test_same_seed_same_challenges():
+@pytest.mark.parametrize("protocol", [V1, V4])
+def test_same_seed_same_challenges(protocol):
     img = scene(150, 100)
 
     def run(seed):
         rng = np.random.default_rng(seed)
-        return [make_challenge(img, rng) for _ in range(12)]
+        return [make_challenge(img, rng, protocol=protocol) for _ in range(12)]
 
     first, second, other = run(7), run(7), run(8)
     assert [c.jpeg for c in first] == [c.jpeg for c in second]
@@ -312,7 +393,9 @@ def test_make_challenge_touches_no_global_state():
     random.seed(0)
     before = (np.random.get_state()[1].copy(), torch.get_rng_state().clone(), random.getstate())
     for level in range(4):
-        make_challenge(scene(), np.random.default_rng(level), level=level)
+        make_challenge(scene(), np.random.default_rng(level), level=level, protocol=V1)
+        make_challenge(scene(), np.random.default_rng(level), level=level, protocol=V4)
+    make_challenge(scene(), np.random.default_rng(0), protocol=V5, from_jpeg=True)
     after = (np.random.get_state()[1], torch.get_rng_state(), random.getstate())
     assert np.array_equal(before[0], after[0]) and torch.equal(before[1], after[1]) and before[2] == after[2]
 
@@ -320,14 +403,17 @@ def test_make_challenge_touches_no_global_state():
 # ---- the training transform -------------------------------------------------------------------------------
 def test_challenge_transform_seeded_and_picklable():
     img = scene()
-    tf = ChallengeTransform(seed=3)
+    tf = ChallengeTransform(seed=3, protocol=V1)
     outs = [np.asarray(tf(img)) for _ in range(4)]
     again = pickle.loads(pickle.dumps(tf))  # a pickled copy restarts the stream (as a fresh worker would)
     assert all(np.array_equal(a, np.asarray(again(img))) for a in outs)
     assert all(o.shape == (224, 224, 3) for o in outs)
     assert not all(np.array_equal(outs[0], o) for o in outs[1:])
-    only0 = ChallengeTransform(seed=0, levels=[0])
-    assert np.array_equal(np.asarray(only0(img)), np.asarray(make_challenge(img, np.random.default_rng(), 0).image))
+    only0 = ChallengeTransform(seed=0, levels=[0], protocol=V1)
+    assert np.array_equal(np.asarray(only0(img)),
+                          np.asarray(make_challenge(img, np.random.default_rng(), 0, protocol=V1).image))
+    native = ChallengeTransform(seed=0, protocol=V5)
+    assert native(img).size == img.size and repr(pickle.loads(pickle.dumps(native))) == repr(native)
     with pytest.raises(ValueError, match="levels"):
         ChallengeTransform(levels=[4])
 
@@ -346,7 +432,8 @@ class _Same(torch.utils.data.Dataset):
 def test_challenge_transform_workers_draw_independent_streams():
     def run():
         torch.manual_seed(0)
-        loader = torch.utils.data.DataLoader(_Same(ChallengeTransform(seed=1)), batch_size=2, num_workers=2)
+        loader = torch.utils.data.DataLoader(_Same(ChallengeTransform(seed=1, protocol=V1)), batch_size=2,
+                                             num_workers=2)
         return [b for b in loader]  # batch k comes from worker k: both saw the same image at the same step
 
     first, second = run(), run()
@@ -369,7 +456,7 @@ def test_cli_check_passes_and_fails_on_a_corrupted_reference(tmp_path):
     runner = CliRunner()
     ok = runner.invoke(app, ["challenge", "check", "--reference", str(REFERENCE)])
     assert ok.exit_code == 0, ok.output
-    assert "all 65 cases pass" in ok.output
+    assert "all 87 cases pass" in ok.output and "2026-01, 2026-04, 2026-05" in ok.output
 
     bad = tmp_path / "ref"
     shutil.copytree(REFERENCE, bad)
@@ -382,6 +469,9 @@ def test_cli_check_passes_and_fails_on_a_corrupted_reference(tmp_path):
     cases = json.loads((bad / "cases.json").read_text())
     cases["cases"] = [c for c in cases["cases"] if "phoenix_5s" in c["output"]]  # keep the run short
     (bad / "cases.json").write_text(json.dumps(cases))
+    later = json.loads((bad / "cases_2026.json").read_text())
+    later["cases"] = [c for c in later["cases"] if "huge" not in c["input"]]
+    (bad / "cases_2026.json").write_text(json.dumps(later))
     res = runner.invoke(app, ["challenge", "check", "--reference", str(bad)])
     assert res.exit_code == 1, res.output
     assert "1 of" in res.output and "phoenix_5s__GB2" in res.output
@@ -390,6 +480,10 @@ def test_cli_check_passes_and_fails_on_a_corrupted_reference(tmp_path):
     missing = runner.invoke(app, ["challenge", "check", "--reference", str(bad)])
     assert missing.exit_code == 2 and "phoenix_5s__CS1.png" in missing.output
     assert runner.invoke(app, ["challenge", "check", "--reference", str(tmp_path / "nope")]).exit_code == 2
+    (bad / "outputs" / "phoenix_5s__CS1.png").write_bytes((REFERENCE / "outputs" / "phoenix_5s__CS1.png").read_bytes())
+    (bad / "cases_2026.json").unlink()  # the later versions cannot be skipped silently
+    res = runner.invoke(app, ["challenge", "check", "--reference", str(bad)])
+    assert res.exit_code == 2 and "cases_2026.json" in res.output
 
 
 def _manifest(tmp_path, n: int = 6):
@@ -411,7 +505,7 @@ def test_cli_make_writes_a_reproducible_set(tmp_path):
 
     def make(out, seed, *extra):
         res = runner.invoke(app, ["challenge", "make", "--data", str(manifest), "--out", str(out),
-                                  "--seed", str(seed), *extra])
+                                  "--seed", str(seed), "--protocol", V1, *extra])
         assert res.exit_code == 0, res.output
         return res
 
@@ -426,7 +520,8 @@ def test_cli_make_writes_a_reproducible_set(tmp_path):
     assert any((tmp_path / "a" / f).read_bytes() != (tmp_path / "c" / f).read_bytes() for f in files)
 
     rows = list(csv.DictReader((tmp_path / "a" / "labels.csv").open()))
-    assert list(rows[0]) == ["file", "label", "source", "group", "level", "distortions", "angle", "crop", "origin"]
+    assert list(rows[0]) == ["file", "label", "source", "group", "level", "distortions", "angle", "crop", "origin",
+                             "protocol"]
     assert [r["label"] for r in rows] == ["0", "1", "0", "1", "0", "1"]
     assert {r["source"] for r in rows} == {"synthetic"} and rows[2]["group"] == "g1"
     for r in rows:
@@ -446,3 +541,21 @@ def test_cli_make_writes_a_reproducible_set(tmp_path):
     assert len(list(csv.DictReader((tmp_path / "d" / "labels.csv").open()))) + res.output.count("skipped") == 3
     bad = runner.invoke(app, ["challenge", "make", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "e")])
     assert bad.exit_code == 2 and "none" in bad.output
+
+
+@pytest.mark.parametrize("protocol,native", [(V4, False), (V5, True)])
+def test_cli_make_follows_the_protocol(tmp_path, protocol, native):
+    manifest = _manifest(tmp_path)
+    res = CliRunner().invoke(app, ["challenge", "make", "--data", str(manifest), "--out", str(tmp_path / "o"),
+                                   "--protocol", protocol])
+    assert res.exit_code == 0, res.output
+    assert f"protocol {protocol}" in res.output
+    rows = list(csv.DictReader((tmp_path / "o" / "labels.csv").open()))
+    assert {r["protocol"] for r in rows} == {protocol} and len(rows) == 6
+    for i, r in enumerate(rows):
+        with Image.open(tmp_path / "o" / r["file"]) as im:
+            assert im.size == ((80 + 10 * i, 60 + 4 * i) if native else (224, 224))
+        assert (r["level"] == "") == native and r["crop"] == ""
+    bad = CliRunner().invoke(app, ["challenge", "make", "--data", str(manifest), "--out", str(tmp_path / "p"),
+                                   "--protocol", "2026-02"])
+    assert bad.exit_code == 2 and "2026-01, 2026-04, 2026-05" in bad.output

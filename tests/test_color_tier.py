@@ -169,8 +169,9 @@ def test_record_features_are_per_image_challenges_and_cached(tmp_path):
     assert np.isnan(ms_cached)
     fresh = record_features(recs[::-1], challenge=True, seed=5, size=SIZE)[0]
     np.testing.assert_array_equal(fresh[::-1], x)
-    other = record_features(recs, challenge=True, seed=6, size=SIZE)[0]
-    assert not np.array_equal(other, x)  # another seed draws other challenges
+    other = record_features(recs, challenge=True, seed=6, size=SIZE, protocol="2026-01")[0]
+    assert not np.array_equal(other, record_features(recs, challenge=True, seed=5, size=SIZE, protocol="2026-01")[0])
+    # another seed draws other challenges (2026-01's levels; the default 2026-05 draws nothing)
 
 
 def test_fit_color_tier_and_cli(tmp_path):

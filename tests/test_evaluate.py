@@ -77,9 +77,9 @@ def test_eval_limit_is_a_seeded_subset(engine, manifest):
 
 
 def test_eval_with_challenge_is_deterministic_per_seed(engine, manifest):
-    a = evaluate(engine, manifest, challenge=True, seed=7, progress=False)
-    b = evaluate(engine, manifest, challenge=True, seed=7, progress=False)
-    c = evaluate(engine, manifest, challenge=True, seed=8, progress=False)
+    a = evaluate(engine, manifest, challenge=True, seed=7, progress=False, protocol="2026-01")
+    b = evaluate(engine, manifest, challenge=True, seed=7, progress=False, protocol="2026-01")
+    c = evaluate(engine, manifest, challenge=True, seed=8, progress=False, protocol="2026-01")
     assert a.n == N_GOOD and set(a.levels.tolist()) <= {0, 1, 2, 3}
     assert np.array_equal(a.levels, b.levels) and np.array_equal(a.probs, b.probs)
     assert a.to_dict()["reward"] == b.to_dict()["reward"]
@@ -89,6 +89,20 @@ def test_eval_with_challenge_is_deterministic_per_seed(engine, manifest):
     d = a.to_dict()
     assert set(d["per_level"]) == {str(v) for v in set(a.levels.tolist())}
     assert sum(v["n"] for v in d["per_level"].values()) == N_GOOD
+    assert d["protocol"] == "2026-01"
+
+
+def test_eval_follows_the_protocol(engine, manifest):
+    """2026-05 has no levels (none reported) and sends the native image; 2026-04 levels are letterboxed."""
+    native = evaluate(engine, manifest, challenge=True, seed=7, progress=False)  # the default: 2026-05
+    d = native.to_dict()
+    assert d["protocol"] == "2026-05" and set(native.levels.tolist()) == {-1} and d["per_level"] == {}
+    plain = evaluate(engine, manifest, challenge=False, progress=False)
+    assert plain.to_dict()["protocol"] == ""
+    assert not np.array_equal(native.probs, plain.probs)  # the JPEG q75 round trip changed the pixels
+    np.testing.assert_allclose(native.probs, plain.probs, atol=0.05)  # ... a little, at the same size
+    boxed = evaluate(engine, manifest, challenge=True, seed=7, progress=False, protocol="2026-04")
+    assert set(boxed.levels.tolist()) <= {0, 1, 2, 3} and boxed.to_dict()["protocol"] == "2026-04"
 
 
 def test_per_tier_table_of_a_two_tier_cascade(tiny_vit_dir, manifest, tmp_path):
@@ -117,7 +131,7 @@ def test_per_tier_table_of_a_two_tier_cascade(tiny_vit_dir, manifest, tmp_path):
 def test_cli_eval_json_and_report(tiny_vit_dir, manifest, tmp_path):
     out = tmp_path / "report"
     res = CliRunner().invoke(app, ["eval", "--data", str(manifest), "--model", str(tiny_vit_dir), "--no-challenge",
-                                   "--json", "--report", str(out), "--seed", "1"])
+                                   "--json", "--report", str(out), "--seed", "1", "--protocol", "2026-04"])
     assert res.exit_code == 0, res.output
     d = json.loads(res.stdout)  # exactly one JSON object on stdout
     for key in ("n", "mcc", "accuracy", "auc", "reward", "precision", "recall", "brier", "ece", "per_level",
@@ -154,9 +168,9 @@ def test_one_class_source_reports_nan_auc_as_null(engine, tmp_path):
 def test_eval_scores_the_challenges_challenge_make_writes(engine, manifest, tmp_path):
     from roadwork.challenge.dataset import make_challenge_set
 
-    make_challenge_set(manifest, tmp_path / "set", seed=11, n=9, progress=False)
+    make_challenge_set(manifest, tmp_path / "set", seed=11, n=9, progress=False, protocol="2026-01")
     rows = list(csv.DictReader((tmp_path / "set" / "labels.csv").open()))
-    rep = evaluate(engine, manifest, challenge=True, seed=11, limit=9, progress=False)
+    rep = evaluate(engine, manifest, challenge=True, seed=11, limit=9, progress=False, protocol="2026-01")
     assert rep.paths == [r["origin"] for r in rows]
     assert rep.levels.tolist() == [int(r["level"]) for r in rows]
     # the same pixels: scoring the written JPEGs without a second challenge gives the same answers

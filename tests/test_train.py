@@ -337,10 +337,23 @@ def test_validation_view_is_the_same_every_time(tiny_data):
     from roadwork.train.loader import RecordImages, ValView
 
     recs = open_source(tiny_data).records()[:4]
-    x1 = RecordImages(recs, ValView(32, challenge=True), seed=5)[2][0]
-    x2 = RecordImages(recs, ValView(32, challenge=True), seed=5)[2][0]
+    x1 = RecordImages(recs, ValView(32, challenge=True, protocol="2026-04"), seed=5)[2][0]
+    x2 = RecordImages(recs, ValView(32, challenge=True, protocol="2026-04"), seed=5)[2][0]
     assert torch.equal(x1, x2) and x1.shape == (3, 32, 32) and x1.dtype == torch.uint8
-    assert not torch.equal(x1, RecordImages(recs, ValView(32, challenge=True), seed=6)[2][0])
+    assert not torch.equal(x1, RecordImages(recs, ValView(32, challenge=True, protocol="2026-04"), seed=6)[2][0])
+    # 2026-05 draws nothing: the native image as JPEG q75, whatever the seed
+    n5, n6 = (RecordImages(recs, ValView(32, challenge=True), seed=s)[2][0] for s in (5, 6))
+    assert torch.equal(n5, n6) and n5.shape == (3, 32, 32)
+
+
+def test_train_protocol_flag_is_checked():
+    from roadwork.challenge.protocols import DEFAULT_PROTOCOL
+    from roadwork.train.config import TrainConfig
+
+    assert TrainConfig(data=["x"]).resolved().protocol == DEFAULT_PROTOCOL
+    assert "--protocol 2026-04" in TrainConfig(data=["x"], protocol="2026-04").command()
+    with pytest.raises(ValueError, match="--protocol 2025"):
+        TrainConfig(data=["x"], protocol="2025").resolved()
 
 
 def test_synth_records_on_held_out_scenes_are_dropped(tmp_path):

@@ -1,9 +1,11 @@
 """Write a reproducible challenge set: the JPEG files exactly as the validator would send them, plus labels.
 
-    OUT/000000.jpg ...      the wire bytes (base64-decode of the synapse's `image`), 224x224
-    OUT/labels.csv          file,label,source,group,level,distortions,angle,crop,origin
+    OUT/000000.jpg ...      the wire bytes (base64-decode of the synapse's `image`): 224x224 for 2026-01
+                            and 2026-04, the native size for 2026-05
+    OUT/labels.csv          file,label,source,group,level,distortions,angle,crop,origin,protocol
     OUT/manifest.csv        path,label,group,source,level (so `open_source(OUT)` reads the set back)
 
+`level` is empty for 2026-05 (no augmentation levels).
 `distortions` lists the active ones as code+strength joined by '+' (e.g. "CS1+JPEG2", "" for none);
 `crop` is top-left-height-width on the rotated full image; both angle and crop are empty at level 0.
 """
@@ -17,7 +19,7 @@ import numpy as np
 
 from roadwork.challenge.sim import Challenge, make_challenge
 
-LABEL_COLUMNS = ("file", "label", "source", "group", "level", "distortions", "angle", "crop", "origin")
+LABEL_COLUMNS = ("file", "label", "source", "group", "level", "distortions", "angle", "crop", "origin", "protocol")
 
 
 def format_distortions(strengths: dict[str, int]) -> str:
@@ -36,23 +38,28 @@ def parse_distortions(text: str) -> dict[str, int]:
 
 
 def _row(name: str, ch: Challenge, rec) -> dict[str, object]:
-    return {"file": name, "label": rec.label, "source": rec.source, "group": rec.group, "level": ch.level,
+    return {"file": name, "label": rec.label, "source": rec.source, "group": rec.group,
+            "level": "" if ch.level is None else ch.level, "protocol": ch.protocol,
             "distortions": format_distortions(ch.distortions),
             "angle": "" if ch.angle is None else f"{ch.angle:.6f}",
             "crop": "" if ch.crop is None else "-".join(map(str, ch.crop)), "origin": rec.path}
 
 
 def make_challenge_set(data: str | Path, out: str | Path, seed: int, n: int | None = None,
-                       progress: bool = True, console=None) -> tuple[int, list[tuple[str, str]]]:
+                       progress: bool = True, console=None,
+                       protocol: str | None = None) -> tuple[int, list[tuple[str, str]]]:
     """Write challenges for `data` (anything `roadwork.data.open_source` reads) into `out`.
 
     With `n`, a seeded random subset of n images (kept in source order); otherwise every image. The
     subset and the challenges use separate streams spawned from `seed`, so the same seed and data give
-    byte-identical files. Returns (images written, [(path, reason) of unreadable images skipped]).
+    byte-identical files. `protocol`: the validator version (default `protocols.DEFAULT_PROTOCOL`).
+    Returns (images written, [(path, reason) of unreadable images skipped]).
     """
+    from roadwork.challenge.protocols import get_protocol, is_jpeg_path
     from roadwork.data import open_source
     from roadwork.decode import ImageError
 
+    protocol = get_protocol(protocol).name
     src = open_source(data)
     records = src.records()
     pick_rng, challenge_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
@@ -74,7 +81,7 @@ def make_challenge_set(data: str | Path, out: str | Path, seed: int, n: int | No
                 src.report(rec.path, e.reason)
                 bar.advance(task)
                 continue
-            ch = make_challenge(img, challenge_rng)
+            ch = make_challenge(img, challenge_rng, protocol=protocol, from_jpeg=is_jpeg_path(rec.path))
             name = f"{len(rows):06d}.jpg"
             (out / name).write_bytes(ch.jpeg)
             rows.append(_row(name, ch, rec))
@@ -99,16 +106,18 @@ def _progress(enabled: bool, console):
                     console=console, disable=not enabled, transient=False)
 
 
-def make_main(data: str, out: str | Path, seed: int, n: int | None, console) -> int:
+def make_main(data: str, out: str | Path, seed: int, n: int | None, console, protocol: str | None = None) -> int:
     """`roadwork challenge make`: 0 on success (unreadable images are listed and skipped), 2 on bad data."""
+    from roadwork.challenge.protocols import get_protocol
     from roadwork.data import DataError
 
     try:
-        written, skipped = make_challenge_set(data, out, seed, n, progress=True, console=console)
+        written, skipped = make_challenge_set(data, out, seed, n, progress=True, console=console, protocol=protocol)
     except (DataError, ValueError) as e:
         console.print(f"[red]{e}[/red]", soft_wrap=True)
         return 2
     for path, reason in skipped:
         console.print(f"[yellow]skipped {path}: {reason}[/yellow]", soft_wrap=True)
-    console.print(f"wrote {written} challenges to {out} (labels.csv, manifest.csv; seed {seed})", soft_wrap=True)
+    console.print(f"wrote {written} challenges to {out} (labels.csv, manifest.csv; seed {seed}, protocol "
+                  f"{protocol or get_protocol().name})", soft_wrap=True)
     return 0

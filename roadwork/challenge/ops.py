@@ -62,6 +62,25 @@ def level0(img: Image.Image) -> Image.Image:
     return img.resize((SIZE, SIZE), Image.BILINEAR)
 
 
+def letterbox(img: Image.Image) -> Image.Image:
+    """2026-04's `ResizeWithPadding((224, 224))` on the RGB image: fit inside 224x224, black padding.
+
+    The validator scales by `s = min(224/W, 224/H)` and truncates the size with int() (722x406 -> 223x125,
+    not 224x125), resizes with PIL bilinear (torchvision's F.resize on a PIL image), and pads
+    `(224 - n) // 2` left/top, the rest right/bottom, with black. `convert("RGB")` drops alpha without
+    compositing, as the validator's ConvertToRGB does.
+    """
+    img = img.convert("RGB")
+    w, h = img.size
+    s = min(SIZE / w, SIZE / h)
+    # max(1, ...): a 1x2000 strip would truncate to 0 and make the validator raise (it then sends the raw
+    # image); we keep a 1-pixel line instead of failing
+    nw, nh = max(1, int(w * s)), max(1, int(h * s))
+    canvas = Image.new("RGB", (SIZE, SIZE))
+    canvas.paste(img.resize((nw, nh), Image.BILINEAR), ((SIZE - nw) // 2, (SIZE - nh) // 2))
+    return canvas
+
+
 # ---- level 1: rotation (nearest, black corners) + resized crop ------------------------------------------
 _U8_TO_F32 = np.arange(256, dtype=np.float32) / np.float32(255)  # ToTensor's values, as a lookup table
 
@@ -85,8 +104,23 @@ def rotate_resized_crop(img: Image.Image | np.ndarray, angle: float,
     source pixel depends on the BLAS kernel the CPU gets. The tests check we equal torchvision's full path
     bit for bit on random sizes, angles and crops, except at such ties.
     """
+    rot = rotate_nearest(img, angle, crop)
+    # gathering through the CHW view yields a contiguous CHW tensor: the antialiased resize is ~2x faster
+    # on it than on a channels-last view, with identical values
+    t = torch.from_numpy(_U8_TO_F32[rot.transpose(2, 0, 1)])
+    out = TF.resize(t, [SIZE, SIZE], TF.InterpolationMode.BILINEAR, antialias=True)
+    return out.numpy()
+
+
+def rotate_nearest(img: Image.Image | np.ndarray, angle: float,
+                   crop: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """`F.rotate(ToTensor(img), angle)` (NEAREST, black corners, same canvas) as uint8 HWC RGB, limited to
+    `crop` = (top, left, height, width) when given (default: the whole image; 2026-04 rotates the
+    224x224 letterboxed tensor). Nearest rotation only copies pixels, so the uint8 result is the
+    validator's tensor x 255 exactly; source pixels come from `rotation_sources`."""
     arr = np.asarray(img.convert("RGB") if isinstance(img, Image.Image) else img)
     H, W = arr.shape[:2]
+    crop = crop or (0, 0, H, W)
     top, left, h, w = (int(v) for v in crop)
     if not (0 <= top and 0 <= left and 0 < h and 0 < w and top + h <= H and left + w <= W):
         raise ValueError(f"crop {crop} (top, left, height, width) is outside the {W}x{H} image")
@@ -99,11 +133,7 @@ def rotate_resized_crop(img: Image.Image | np.ndarray, angle: float,
     src[~inside] = 0
     rot = np.take(arr.reshape(-1, 3), src, axis=0)  # (h, w, 3) uint8
     rot[~inside] = 0  # black corners
-    # gathering through the CHW view yields a contiguous CHW tensor: the antialiased resize is ~2x faster
-    # on it than on a channels-last view, with identical values
-    t = torch.from_numpy(_U8_TO_F32[rot.transpose(2, 0, 1)])
-    out = TF.resize(t, [SIZE, SIZE], TF.InterpolationMode.BILINEAR, antialias=True)
-    return out.numpy()
+    return rot
 
 
 def rotation_sources(W: int, H: int, angle: float, crop: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -206,7 +236,8 @@ def distort(bgr: np.ndarray, code: str, strength: int, noise: Noise | None = Non
 
 # ---- the wire -----------------------------------------------------------------------------------------
 def jpeg_bytes(img: Image.Image) -> bytes:
-    """`image.save(buf, format="JPEG")` with PIL's defaults (quality 75, 4:2:0), as prepare_image_synapse."""
+    """`image.save(buf, format="JPEG")` with PIL's defaults (quality 75, 4:2:0), as prepare_image_synapse
+    (and as the cache writer, which re-saves a dataset JPEG with the same defaults)."""
     buf = BytesIO()
     img.save(buf, format="JPEG")
     return buf.getvalue()

@@ -287,8 +287,8 @@ def record_rng(path: str, seed: int) -> np.random.Generator:
 
 
 def record_features(records: Sequence[Any], challenge: bool = True, seed: int = 0, size: int = SIZE,
-                    cache: str | Path | None = None, progress: Callable[[int], None] | None = None
-                    ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]], float]:
+                    cache: str | Path | None = None, progress: Callable[[int], None] | None = None,
+                    protocol: str | None = None) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]], float]:
     """(features, labels, [(path, reason) of unreadable images], ms per image of the features alone)
     for labelled records, each image first turned into a validator challenge when `challenge`.
     `cache` (.npz) keeps features by path for this seed/challenge/size/version and is extended with
@@ -297,7 +297,10 @@ def record_features(records: Sequence[Any], challenge: bool = True, seed: int = 
 
     from roadwork.decode import ImageError
 
-    key = f"v{VERSION}-s{size}-c{int(challenge)}-seed{seed}"
+    from roadwork.challenge.protocols import get_protocol
+
+    protocol = get_protocol(protocol).name  # the validator version of the challenges (part of the cache key)
+    key = f"v{VERSION}-s{size}-c{int(challenge)}-seed{seed}-{protocol}"
     known: dict[str, np.ndarray] = {}
     cpath = Path(cache) if cache else None
     if cpath is not None and cpath.is_file():
@@ -313,7 +316,7 @@ def record_features(records: Sequence[Any], challenge: bool = True, seed: int = 
                 if challenge:
                     from roadwork.challenge import make_challenge
 
-                    img = make_challenge(img, record_rng(r.path, seed)).image
+                    img = make_challenge(img, record_rng(r.path, seed), protocol=protocol).image
             except ImageError as e:
                 errors.append((r.path, e.reason))
                 continue

@@ -13,6 +13,8 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from roadwork.challenge.protocols import DEFAULT_PROTOCOL, PROTOCOLS
+
 
 def _f(default: Any, help: str) -> Any:
     if isinstance(default, list):
@@ -40,6 +42,7 @@ class TrainConfig:
     camera_jitter: bool = _f(True, "Randomize the camera look (crop, colour cast, resolution, compression).")
     challenge: bool = _f(True, "Use the validator's challenge simulator (training augmentation and validation).")
     challenge_p: float = _f(0.7, "Share of training images that go through the challenge simulator.")
+    protocol: str = _f(DEFAULT_PROTOCOL, f"Validator version the challenges follow: {' | '.join(PROTOCOLS)}.")
     camera_p: float = _f(0.5, "Share of training images that get camera jitter.")
     balance: str = _f("sampler", "Class balance: sampler (50/50 draws), loss (class weights) or none.")
     patience: int = _f(8, "Stop after this many epochs without a better validation MCC.")
@@ -72,6 +75,8 @@ class TrainConfig:
             raise ValueError("--data: give at least one data source")
         if c.mode not in ("full", "lora", "dora"):
             raise ValueError(f"--mode {c.mode}: expected full, lora or dora")
+        if c.protocol not in PROTOCOLS:
+            raise ValueError(f"--protocol {c.protocol}: expected one of {', '.join(PROTOCOLS)}")
         if c.balance not in ("sampler", "loss", "none"):
             raise ValueError(f"--balance {c.balance}: expected sampler, loss or none")
         if c.arch and c.init:

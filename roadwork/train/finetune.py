@@ -131,7 +131,7 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> dict[str, 
 
     camera = prep.camera_transform() if cfg.camera_jitter else None
     train_set = RecordImages(split.train, Augment(cfg.image_size, cfg.challenge_p if cfg.challenge else 0.0,
-                                                  cfg.camera_p, camera), seed=cfg.seed)
+                                                  cfg.camera_p, camera, protocol=cfg.protocol), seed=cfg.seed)
     labels = [r.label for r in split.train]
     sampler = BalancedSampler(labels, 0.5 if cfg.balance == "sampler" else None, seed=cfg.seed, rank=rank,
                               world=world)
@@ -142,7 +142,7 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> dict[str, 
     loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=len(sampler) > cfg.batch_size,
                         **loader_kw)
 
-    val_view = ValView(cfg.image_size, cfg.challenge)
+    val_view = ValView(cfg.image_size, cfg.challenge, protocol=cfg.protocol)
     rep.info("preparing validation images" + (" (challenge simulator, fixed seed)" if cfg.challenge else ""))
     val_x, val_y = prep.cache_images(split.val, val_view, cfg.seed, cfg.workers)
     cross_x, cross_y = prep.cache_images(split.cross, val_view, cfg.seed, cfg.workers)
@@ -306,7 +306,7 @@ def _finish(model: nn.Module, processor: Any, cfg: TrainConfig, split: "prep.Spl
         "params": models.param_count(model), "size_mb": round(models.size_mb(model), 2),
         "val": cal.binary_metrics(val[1], cal.sigmoid(margins(model, val[0], device, mean, std, bf16=False))),
         "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "train_seconds": round(seconds, 1),
-        "challenge": cfg.challenge, "seed": cfg.seed, "data": cfg.data, "synth": cfg.synth,
+        "challenge": cfg.challenge, "protocol": cfg.protocol, "seed": cfg.seed, "data": cfg.data, "synth": cfg.synth,
         "split": prep.split_info(cfg, split), "command": cfg.command(), "history": state["history"],
         "licenses": publish.data_licenses(cfg.data + cfg.synth),
     }

@@ -30,11 +30,11 @@ def _accepts_rng(fn: Callable[..., Any]) -> bool:
         return False
 
 
-def challenge_image(img: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """What the miner receives for `img`: one validator augmentation level, JPEG q75, decoded."""
+def challenge_image(img: Image.Image, rng: np.random.Generator, protocol: str | None = None) -> Image.Image:
+    """What the miner receives for `img` from a validator of `protocol` (its challenge JPEG, decoded)."""
     from roadwork.challenge import make_challenge
 
-    return make_challenge(img, rng).image
+    return make_challenge(img, rng, protocol=protocol).image
 
 
 def random_resized_crop(img: Image.Image, size: int, rng: np.random.Generator,
@@ -59,14 +59,15 @@ class Augment:
 
     With probability `camera_p` the camera-look randomizer runs first (crop away bonnet, colour
     cast, resolution and compression). Then, with probability `challenge_p`, the validator's own
-    augmentation levels and JPEG q75; otherwise a plain random resized crop. Horizontal flips are
-    free: roadwork has no handedness that matters here.
+    challenge of `protocol` (its augmentation levels, or 2026-05's native JPEG q75); otherwise a plain
+    random resized crop. Horizontal flips are free: roadwork has no handedness that matters here.
     """
 
     def __init__(self, image_size: int, challenge_p: float = 0.7, camera_p: float = 0.5,
-                 camera: Callable[..., Image.Image] | None = None):
+                 camera: Callable[..., Image.Image] | None = None, protocol: str | None = None):
         self.image_size = image_size
         self.challenge_p = challenge_p
+        self.protocol = protocol
         self.camera_p = camera_p if camera is not None else 0.0
         self.camera = camera
         self._camera_rng = camera is not None and _accepts_rng(camera)
@@ -75,7 +76,7 @@ class Augment:
         if self.camera is not None and rng.random() < self.camera_p:
             img = self.camera(img, rng=rng) if self._camera_rng else self.camera(img)
         if rng.random() < self.challenge_p:
-            img = challenge_image(img, rng)
+            img = challenge_image(img, rng, self.protocol)
             if img.size != (self.image_size, self.image_size):
                 img = img.resize((self.image_size, self.image_size), Image.BILINEAR)
         else:
@@ -86,15 +87,16 @@ class Augment:
 
 
 class ValView:
-    """The validation view: the challenge simulator (fixed seed) or a plain resize."""
+    """The validation view: the challenge simulator of `protocol` (fixed seed) or a plain resize."""
 
-    def __init__(self, image_size: int, challenge: bool = True):
+    def __init__(self, image_size: int, challenge: bool = True, protocol: str | None = None):
         self.image_size = image_size
         self.challenge = challenge
+        self.protocol = protocol
 
     def __call__(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
         if self.challenge:
-            img = challenge_image(img, rng)
+            img = challenge_image(img, rng, self.protocol)
         if img.size != (self.image_size, self.image_size):
             img = img.resize((self.image_size, self.image_size), Image.BILINEAR)
         return img
