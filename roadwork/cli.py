@@ -250,7 +250,7 @@ def calibrate_cascade(
     """Fit the cascade's escalation bands (and stacker, tier calibrators) on labelled data."""
     from rich.table import Table
 
-    from roadwork.cascade_calibrate import calibrate_cascade as run
+    from roadwork.router_bands import calibrate_cascade as run
 
     if budget is not None and target_accuracy is not None:
         console.print("[red]--budget and --target-accuracy are alternatives; give one[/red]")

@@ -31,7 +31,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from roadwork.decode import ImageError
-from roadwork.metrics import binary_metrics, hard_labels, simulate_reward, validator_stream
+from roadwork.jsonio import json_safe
+from roadwork.metrics import binary_metrics, hard_labels, stream_reward
 
 MAX_ERRORS_JSON = 100  # the JSON lists this many unreadable files; the count is always exact
 
@@ -118,19 +119,6 @@ class EvalReport:
         return json_safe(out)
 
 
-def json_safe(obj: Any) -> Any:
-    """Recursively turn nan/inf into None and numpy scalars into Python ones (strict JSON)."""
-    if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 # ---- the loop ---------------------------------------------------------------------------------
 def evaluate(engine: Any, source: Any, challenge: bool = True, seed: int = 0, limit: int | None = None,
              progress: bool = True, batch_size: int = 32, console: Console | None = None,
@@ -194,24 +182,6 @@ def evaluate(engine: Any, source: Any, challenge: bool = True, seed: int = 0, li
     rep.reward = stream_reward(rep.probs, rep.labels, seed)
     rep.seconds = time.perf_counter() - t0
     return rep
-
-
-def stream_reward(probs: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, Any]:
-    """The reward one validator would pay for these answers, over as many rounds as images.
-
-    Main number: a validator-like stream (label 50/50 each round, then an image of that label),
-    because our data is ~87% negatives and the validator's is balanced. Also reported: the same
-    images in a plain seeded shuffle. The order generator is separate from the challenge one."""
-    if len(labels) == 0:
-        return {"mean_reward": math.nan, "final_score": math.nan, "rounds": 0}
-    order_rng = np.random.default_rng([seed, 72])
-    balanced = validator_stream(labels, len(labels), order_rng)
-    shuffled = order_rng.permutation(len(labels))
-    b = simulate_reward(probs[balanced], labels[balanced])
-    s = simulate_reward(probs[shuffled], labels[shuffled])
-    return {"mean_reward": b["mean_reward"], "final_score": b["final_score"], "rounds": len(labels),
-            "stream": "validator: label 50/50 per round, image drawn with replacement",
-            "shuffled_mean_reward": s["mean_reward"], "shuffled_final_score": s["final_score"]}
 
 
 def _open(source: Any) -> Any:

@@ -20,6 +20,20 @@ from typing import Sequence
 import numpy as np
 
 ECE_BINS = 15
+_EPS = 1e-6  # logit clips probabilities to [eps, 1 - eps]: a calibrated 0 or 1 must stay finite
+
+
+def logit(p: np.ndarray | float) -> np.ndarray:
+    """log(p / (1 - p)), with p clipped away from 0 and 1."""
+    p = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1.0 - _EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def sigmoid(z: np.ndarray | float) -> np.ndarray:
+    """1 / (1 + exp(-z)) without overflow (scipy's expit)."""
+    from scipy.special import expit
+
+    return expit(np.asarray(z, dtype=np.float64))
 
 
 def hard_labels(probs: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -232,3 +246,22 @@ def validator_stream(labels: np.ndarray, rounds: int, rng: np.random.Generator) 
     want_pos = rng.random(rounds) < 0.5
     out = np.where(want_pos, pos[rng.integers(0, len(pos), rounds)], neg[rng.integers(0, len(neg), rounds)])
     return out
+
+
+def stream_reward(probs: np.ndarray, labels: np.ndarray, seed: int) -> dict:
+    """The reward one validator would pay for these answers, over as many rounds as images.
+
+    Main number: a validator-like stream (label 50/50 each round, then an image of that label),
+    because our data is ~87% negatives and the validator's is balanced. Also reported: the same
+    images in a plain seeded shuffle. The order generator is separate from the challenge one."""
+    probs, labels = np.asarray(probs, dtype=np.float64), np.asarray(labels)
+    if len(labels) == 0:
+        return {"mean_reward": math.nan, "final_score": math.nan, "rounds": 0}
+    order_rng = np.random.default_rng([seed, 72])
+    balanced = validator_stream(labels, len(labels), order_rng)
+    shuffled = order_rng.permutation(len(labels))
+    b = simulate_reward(probs[balanced], labels[balanced])
+    s = simulate_reward(probs[shuffled], labels[shuffled])
+    return {"mean_reward": b["mean_reward"], "final_score": b["final_score"], "rounds": len(labels),
+            "stream": "validator: label 50/50 per round, image drawn with replacement",
+            "shuffled_mean_reward": s["mean_reward"], "shuffled_final_score": s["final_score"]}

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from PIL import Image
 
-from roadwork.tiers.calibration import logit, sigmoid
+from roadwork.metrics import logit, sigmoid
 
 VIEW_METHODS = ("noisy_or", "max", "mean_logit", "mean")
 

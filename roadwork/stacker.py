@@ -18,7 +18,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from roadwork.tiers.calibration import LogisticCalibrator, logit, save_json
+from roadwork.jsonio import save_json
+from roadwork.metrics import logit
+from roadwork.tiers.calibrator import LogisticCalibrator
 
 
 def _key(names: Sequence[str]) -> str:

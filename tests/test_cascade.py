@@ -11,14 +11,14 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import make_tiny_vit
-from roadwork.cascade_calibrate import escalation_depth, fit_bands
+from roadwork.router_bands import escalation_depth, fit_bands
 from roadwork.cli import app
 from roadwork.config import Config, ConfigError, TierConfig
 from roadwork.engine import Engine
 from roadwork.sequence import Hysteresis, combine_views, predict_video, predict_views
 from roadwork.stacker import Stacker
 from roadwork.tiers import create_tier
-from roadwork.tiers.calibration import fit_calibrator
+from roadwork.tiers.calibrator import fit_calibrator
 from tiny_models import tiny_dir
 
 

@@ -16,7 +16,7 @@ from roadwork.train import models
 
 
 def _save(model, path, size=32, head_std=1.0):
-    from roadwork.train.calibrate import head_linear
+    from roadwork.train.temperature import head_linear
 
     with torch.no_grad():  # timm's test nets start with ~1e-5 activations and a zero head
         for m in model.modules():

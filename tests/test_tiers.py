@@ -12,7 +12,8 @@ from PIL import Image
 from conftest import make_tiny_vit
 from roadwork.config import TierConfig
 from roadwork.tiers import available_tiers, create_tier
-from roadwork.tiers.calibration import LogisticCalibrator, fit_calibrator, logit
+from roadwork.metrics import logit
+from roadwork.tiers.calibrator import LogisticCalibrator, fit_calibrator
 from roadwork.tiers.detector import detection_features, resolve_class_map
 from roadwork.tiers.vlm import yes_no_logit
 from tiny_models import DETECTOR_LABELS, start_server, tiny_dir

@@ -28,7 +28,8 @@ from PIL import Image
 
 from roadwork.config import DEFAULT_MODEL, REPO_ROOT, TierConfig, resolve_path
 from roadwork.tiers import register_tier
-from roadwork.tiers.calibration import FeatureTier, LogisticCalibrator, save_json
+from roadwork.jsonio import save_json
+from roadwork.tiers.calibrator import FeatureTier, LogisticCalibrator
 
 VERSION = 1  # bump when a feature's definition changes: old json files are then refused
 DEFAULT_JSON = REPO_ROOT / "models" / "color" / "color.json"

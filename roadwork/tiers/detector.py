@@ -27,7 +27,7 @@ from PIL import Image
 from roadwork.config import TierConfig
 from roadwork.tiers import register_tier
 from roadwork.tiers.base import resolve_device, resolve_dtype
-from roadwork.tiers.calibration import FeatureTier, fit_calibrator, load_calibrator
+from roadwork.tiers.calibrator import FeatureTier, fit_calibrator, load_calibrator
 
 __all__ = ["DEFAULT_CLASS_MAP", "DetectorTier", "YoloTier", "detection_features", "fit_calibrator", "resolve_class_map"]
 

@@ -31,7 +31,8 @@ from PIL import Image
 from roadwork.config import TierConfig
 from roadwork.tiers import register_tier
 from roadwork.tiers.base import resolve_device, resolve_dtype
-from roadwork.tiers.calibration import FeatureTier, load_calibrator, sigmoid
+from roadwork.metrics import sigmoid
+from roadwork.tiers.calibrator import FeatureTier, load_calibrator
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from roadwork.train import calibrate as cal
+from roadwork.jsonio import json_safe
+from roadwork.metrics import binary_metrics, sigmoid, stream_reward
+from roadwork.train import temperature as cal
 from roadwork.train import prepare as prep
 from roadwork.train import models
 from roadwork.train.config import TrainConfig
@@ -74,8 +76,8 @@ def margins(model: nn.Module, images: torch.Tensor, device: torch.device, mean: 
 
 
 def _metrics(d: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    p = cal.sigmoid(d)
-    m = cal.binary_metrics(y, p)
+    p = sigmoid(d)
+    m = binary_metrics(y, p)
     m["mcc_best"] = cal.fit_threshold(p, y, balanced=True)[1]
     return m
 
@@ -304,19 +306,19 @@ def _finish(model: nn.Module, processor: Any, cfg: TrainConfig, split: "prep.Spl
         "decision": "P(roadwork) > 0.5 (temperature and threshold are folded into the head)",
         "arch": cfg.arch, "init": cfg.init, "mode": cfg.mode, "image_size": cfg.image_size,
         "params": models.param_count(model), "size_mb": round(models.size_mb(model), 2),
-        "val": cal.binary_metrics(val[1], cal.sigmoid(margins(model, val[0], device, mean, std, bf16=False))),
+        "val": binary_metrics(val[1], sigmoid(margins(model, val[0], device, mean, std, bf16=False))),
         "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "train_seconds": round(seconds, 1),
         "challenge": cfg.challenge, "protocol": cfg.protocol, "seed": cfg.seed, "data": cfg.data, "synth": cfg.synth,
         "split": prep.split_info(cfg, split), "command": cfg.command(), "history": state["history"],
         "licenses": publish.data_licenses(cfg.data + cfg.synth),
     }
     if len(cross[1]):
-        p_cross = cal.sigmoid(margins(model, cross[0], device, mean, std, bf16=False))
-        summary["cross"] = cal.binary_metrics(cross[1], p_cross)
-        summary["cross"]["reward"] = prep.reward(p_cross, cross[1], cfg.seed)
+        p_cross = sigmoid(margins(model, cross[0], device, mean, std, bf16=False))
+        summary["cross"] = binary_metrics(cross[1], p_cross)
+        summary["cross"]["reward"] = stream_reward(p_cross, cross[1], cfg.seed)["mean_reward"]
     model.save_pretrained(out)
     processor.save_pretrained(out)
-    (out / "roadwork.json").write_text(json.dumps(prep.json_safe(summary), indent=2) + "\n")
+    (out / "roadwork.json").write_text(json.dumps(json_safe(summary), indent=2) + "\n")
     publish.write_cards(out, model_name=cfg.model_name, version=cfg.version)
     if not cfg.keep_checkpoints:
         for f in (out / "checkpoints").glob("*"):

@@ -143,7 +143,7 @@ def size_mb(model: nn.Module) -> float:
 # ---- LoRA / DoRA ---------------------------------------------------------------------------------
 def head_module_names(model: nn.Module) -> list[str]:
     """Qualified names of the classification head (kept fully trainable under LoRA)."""
-    from roadwork.train.calibrate import head_linear
+    from roadwork.train.temperature import head_linear
 
     head = head_linear(model)
     timm_model = getattr(model, "timm_model", None)

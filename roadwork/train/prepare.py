@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -189,33 +188,10 @@ def cache_images(records: Sequence[Any], view: Callable, seed: int, workers: int
     return torch.cat(xs), torch.cat(ys).numpy()
 
 
-def reward(probs: np.ndarray, labels: np.ndarray, seed: int) -> float | None:
-    """Mean simulated SN72 reward over a validator-like stream (50/50 labels) of these answers."""
-    try:
-        from roadwork.metrics import simulate_reward, validator_stream
-    except ImportError:  # pragma: no cover - metrics ships with the package
-        return None
-    if len(labels) == 0:
-        return None
-    order = validator_stream(np.asarray(labels), len(labels), np.random.default_rng([seed, 72]))
-    return float(simulate_reward(np.asarray(probs)[order], np.asarray(labels)[order])["mean_reward"])
-
-
 def save_config(path: Path, cfg: TrainConfig, split: Split) -> None:
     import yaml
 
     doc = {"command": cfg.command(), "config": cfg.to_dict(), "split": split_info(cfg, split)}
+    from roadwork.jsonio import json_safe
+
     path.write_text(yaml.safe_dump(json_safe(doc), sort_keys=False))
-
-
-def json_safe(obj: Any) -> Any:
-    """Plain JSON types: numpy scalars unwrapped, NaN/inf as None."""
-    if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    return obj

@@ -149,7 +149,7 @@ def tier_outputs(tiers: Sequence[Any], images: Sequence[Any], labels: np.ndarray
     (for feature tiers that had none, when `fit_calibrators`)."""
     import time
 
-    from roadwork.tiers.calibration import FeatureTier, fit_calibrator
+    from roadwork.tiers.calibrator import FeatureTier, fit_calibrator
 
     probs = np.zeros((len(images), len(tiers)))
     ms = np.zeros(len(tiers))

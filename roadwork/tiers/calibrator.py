@@ -19,22 +19,13 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
+from roadwork.jsonio import save_json
+from roadwork.metrics import sigmoid
 from roadwork.tiers.base import Tier, clean_probs
 
 log = logging.getLogger(__name__)
 
 CALIBRATOR_FILE = "roadwork_calibrator.json"  # looked up beside a local model folder
-_EPS = 1e-6
-
-
-def logit(p: np.ndarray | float) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1.0 - _EPS)
-    return np.log(p) - np.log1p(-p)
-
-
-def sigmoid(z: np.ndarray | float) -> np.ndarray:
-    z = np.asarray(z, dtype=np.float64)
-    return np.exp(-np.logaddexp(0.0, -z))
 
 
 @dataclass
@@ -98,14 +89,6 @@ class LogisticCalibrator:
         if not path.is_file():
             raise FileNotFoundError(f"calibrator file not found: {path}")
         return cls.from_dict(json.loads(path.read_text()), source=str(path))
-
-
-def save_json(path: str | Path, obj: Any, indent: int = 2) -> Path:
-    """Write a fitted model as plain json (never pickle: these files travel with configs)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=indent) + "\n")
-    return path
 
 
 def load_calibrator(spec: Any, model: str, tier: str) -> LogisticCalibrator | None:

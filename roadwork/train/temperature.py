@@ -10,7 +10,7 @@ Folding: divide the head's weight and bias by T, then move logit(t)/2 from the r
 other one. The saved folder then needs no side file for the decision: any loader (the base miner's
 `pipeline("image-classification")` included) computes p' itself.
 
-Metrics here are plain numpy so the training path does not need scikit-learn on the GPU machine.
+Metrics (MCC, AUC, reward) come from `roadwork.metrics`, the same code `roadwork eval` reports with.
 """
 
 from __future__ import annotations
@@ -22,60 +22,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from roadwork.metrics import logit, sigmoid
+
 T_RANGE = (0.05, 20.0)  # a temperature outside this means the logits carry no usable scale
 T_CLIP = (0.02, 0.98)  # thresholds beyond this would need huge bias shifts for little gain
 
 
-# ---- metrics ---------------------------------------------------------------------------------
-def mcc(labels: np.ndarray, preds: np.ndarray) -> float:
-    """Matthews correlation of 0/1 labels and 0/1 predictions; 0 when undefined (as sklearn)."""
-    y = np.asarray(labels).astype(bool)
-    p = np.asarray(preds).astype(bool)
-    tp = float(np.sum(y & p))
-    tn = float(np.sum(~y & ~p))
-    fp = float(np.sum(~y & p))
-    fn = float(np.sum(y & ~p))
-    den = math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
-    return 0.0 if den == 0 else (tp * tn - fp * fn) / den
-
-
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U with tie correction); NaN with one class only."""
-    y = np.asarray(labels).astype(bool)
-    s = np.asarray(scores, dtype=np.float64)
-    n1, n0 = int(y.sum()), int((~y).sum())
-    if n1 == 0 or n0 == 0:
-        return float("nan")
-    order = np.argsort(s, kind="mergesort")
-    ranks = np.empty(len(s), dtype=np.float64)
-    sorted_s = s[order]
-    # average ranks over ties
-    bounds = np.flatnonzero(np.diff(sorted_s)) + 1
-    starts = np.concatenate([[0], bounds])
-    ends = np.concatenate([bounds, [len(s)]])
-    for a, b in zip(starts, ends):
-        ranks[order[a:b]] = (a + b + 1) / 2.0
-    return float((ranks[y].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
-
-
-def binary_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    """MCC, accuracy and AUC of probabilities, deciding p > threshold (the validator's rounding)."""
-    y = np.asarray(labels).astype(int)
-    p = np.asarray(probs, dtype=np.float64)
-    pred = (p > threshold).astype(int)
-    return {"n": int(len(y)), "positives": int(y.sum()), "mcc": mcc(y, pred),
-            "accuracy": float((pred == y).mean()) if len(y) else float("nan"), "auc": roc_auc(y, p)}
-
-
 # ---- fitting -----------------------------------------------------------------------------------
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))  # overflow-free
-
-
-def logit(p: float) -> float:
-    return math.log(p / (1.0 - p))
-
-
 def class_weights(labels: np.ndarray, balanced: bool) -> np.ndarray:
     """Per-sample weights that give both classes the same total (the validator asks 50/50)."""
     y = np.asarray(labels).astype(int)
@@ -193,7 +146,7 @@ def fold_into_head(model: nn.Module, temperature: float, threshold: float, posit
     head = head_linear(model)
     if head.bias is None:
         raise ValueError(f"{type(model).__name__}: head has no bias; cannot fold the threshold")
-    shift = logit(min(max(threshold, T_CLIP[0]), T_CLIP[1])) / 2.0
+    shift = float(logit(min(max(threshold, T_CLIP[0]), T_CLIP[1]))) / 2.0
     head.weight.div_(temperature)
     head.bias.div_(temperature)
     head.bias[positive] -= shift
