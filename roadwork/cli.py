@@ -162,6 +162,22 @@ def serve(
         "max_wait_ms": max_wait_ms}, capture))
 
 
+# ---- review -------------------------------------------------------------------------------------
+@app.command()
+def review(
+    folder: Path = typer.Argument(..., help="A capture folder (serve/mine --capture DIR)."),
+    host: str = typer.Option("127.0.0.1", help="Bind address."),
+    port: int = typer.Option(8001, help="Port."),
+    api_key: Optional[str] = typer.Option(None, envvar="ROADWORK_API_KEY", help="Require this key (open ?key=KEY once)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="A model with a location map, for overlays."),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Label captured images in the browser, most uncertain first; labels go to DIR/labels.csv."""
+    from roadwork.review import review_main
+
+    raise typer.Exit(review_main(folder, host, port, api_key, model, str(config) if config else None, console))
+
+
 # ---- mine ---------------------------------------------------------------------------------------
 @app.command()
 def mine(

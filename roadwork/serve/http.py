@@ -5,6 +5,7 @@
     GET  /readyz       the model is loaded and warmed up (503 before, and while shutting down)
     GET  /metrics      Prometheus text format
     GET  /openapi.json, /docs
+    GET  /review/      with --capture: the review page for the captured images (roadwork.review)
 
 Bad input is the caller's to fix, so it gets a 4xx naming it: if any image of a request cannot be
 decoded the whole request is refused with 422 and an `errors` list of {index, input, reason} for
@@ -117,6 +118,12 @@ def create_app(engine: Engine, cfg: Config | None = None, batcher: Batcher | Non
     app = FastAPI(title="roadwork", version=_version(), lifespan=lifespan,
                   description="Probability that a street image shows roadwork (NATIX StreetVision, SN72).")
     app.state.batcher, app.state.metrics, app.state.capture = batcher, metrics, capture
+    if capture is not None:  # label what was captured, on the same server (roadwork.review)
+        from roadwork.review import create_review_app
+        from roadwork.review.overlay import engine_overlay
+
+        app.mount("/review", create_review_app(capture.root, sc.api_key, overlay=engine_overlay(engine),
+                                               before_read=capture.flush))
     key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
                               description="Required when the server was started with an API key.")
 
