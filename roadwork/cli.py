@@ -28,6 +28,20 @@ def _positive(value: float) -> float:
 FpsOpt = typer.Option(2.0, callback=_positive, help="Frames per second sampled from videos.")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"roadwork {version('roadwork')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                            help="Print the version and exit.")) -> None:
+    """Roadwork detection: predict, evaluate, train, serve and mine (SN72)."""
+
+
 def _fail(message: object, code: int = 2) -> typer.Exit:
     """Print one error line (unwrapped: a terminal wraps it, a log keeps it whole); raise the result."""
     console.print(f"[red]{message}[/red]", highlight=False, soft_wrap=True)

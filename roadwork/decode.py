@@ -47,7 +47,9 @@ class ImageError(ValueError):
 def _preview(data: bytes) -> str:
     """The first bytes, so 'not an image' says what it was instead (HTML, JSON, text, ...)."""
     head = bytes(data[:16])
-    return head.decode("ascii") if head.isascii() and head.decode("ascii").isprintable() else head.hex(" ")
+    text = head.decode("utf-8", errors="ignore")  # a multi-byte character cut at byte 16 is dropped
+    is_text = text and len(head) - len(text.encode()) < 4 and all(c.isprintable() or c in "\t\r\n" for c in text)
+    return text if is_text else head.hex(" ")  # shown with repr(): a newline reads as \n
 
 
 def decode_bytes(data: bytes, source: str = "<bytes>", max_pixels: int = MAX_PIXELS,

@@ -62,11 +62,9 @@ def collect_items(specs: Sequence[str]) -> list[Item]:
         if records is not None:
             items += [Item(r.path, record=r) for r in records]
             continue
-        found, missing = expand_paths([spec])
-        if missing:
-            raise LabelError(f"{spec}: no such file, folder or glob match")
-        if not found:
-            raise LabelError(f"{spec}: no image or video files in it")
+        found, problems = expand_paths([spec])
+        if problems:  # nothing there, or a folder without images or videos
+            raise LabelError(f"{spec}: {problems[0].why}")
         items += [Item(str(p.absolute()), video=p.suffix.lower() in VIDEO_SUFFIXES) for p in found]
     seen: set[tuple[str, bool]] = set()
     unique = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import glob
 import json
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, NamedTuple, Sequence
 
 from rich.console import Console
 from rich.progress import Progress
@@ -14,61 +14,110 @@ from roadwork.decode import IMAGE_SUFFIXES, VIDEO_SUFFIXES, ImageError, load_ima
 from roadwork.engine import Engine
 
 
-def expand_paths(items: Iterable[str]) -> tuple[list[Path], list[str]]:
-    """Files, folders (recursively, images and videos) and globs -> sorted paths, plus misses."""
-    found: list[Path] = []
-    missing: list[str] = []
+class Miss(NamedTuple):
+    """An argument that gave no file, and why."""
+    item: str
+    why: str
+
+
+def expand_inputs(items: Iterable[str]) -> list[Path | Miss]:
+    """Files, folders (recursively, images and videos) and globs -> paths in argument order (a folder's or
+    glob's own matches sorted), each file once (the first time it is named); a Miss where an argument
+    gave nothing."""
+    out: list[Path | Miss] = []
+    seen: set[Path] = set()
     for item in items:
         p = Path(item)
         if p.is_dir():
-            found += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+            hits = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+            why = "no images or videos in this folder"
         elif p.exists():
-            found.append(p)
+            hits, why = [p], ""
         else:
-            hits = sorted(Path(h) for h in glob.glob(item, recursive=True))
-            if hits:
-                found += [h for h in hits if h.is_file()]
-            else:
-                missing.append(item)
-    return found, missing
+            hits = sorted(h for h in map(Path, glob.glob(item, recursive=True)) if h.is_file())
+            why = "no such file, folder or glob match"
+        if not hits:
+            out.append(Miss(item, why))
+        for h in hits:
+            if h.resolve() not in seen:
+                seen.add(h.resolve())
+                out.append(h)
+    return out
+
+
+def expand_paths(items: Iterable[str]) -> tuple[list[Path], list[Miss]]:
+    """`expand_inputs` split into the files and the arguments that gave none."""
+    entries = expand_inputs(items)
+    return [e for e in entries if isinstance(e, Path)], [e for e in entries if isinstance(e, Miss)]
 
 
 def run_predict(paths: Sequence[str], engine: Engine, as_json: bool = False, batch_size: int = 16,
                 fps: float = 2.0, console: Console | None = None, views: str | None = None) -> int:
-    """Print one line per image; returns the exit code (1 if any input failed). With `views` (a
-    combination method), the images are views of one place and a last line gives the one decision."""
+    """Print one line per image (or error), in argument order; returns the exit code (1 if any input
+    failed or gave nothing). With `views` (a combination method), the images are views of one place and
+    a last line gives the one decision."""
     console = console or Console(stderr=True)
-    files, missing = expand_paths(paths)
-    failed = len(missing)
-    for m in missing:
-        console.print(f"[red]error[/red] {m}: no such file, folder or glob match")
-    videos = [f for f in files if f.suffix.lower() in VIDEO_SUFFIXES]
-    images = [f for f in files if f.suffix.lower() not in VIDEO_SUFFIXES]
+    entries = expand_inputs(paths)
+    failed = 0
     probs: list[float] = []
-    with Progress(console=console, transient=True, disable=len(images) < 8) as bar:
-        task = bar.add_task("predicting", total=len(images))
-        for start in range(0, len(images), batch_size):
-            batch, ok_paths = [], []
-            for f in images[start:start + batch_size]:
-                try:
-                    batch.append(load_image(f))
-                    ok_paths.append(f)
-                except ImageError as e:
-                    failed += 1
-                    _emit_error(str(e), str(f), as_json, console)
-            for f, r in zip(ok_paths, engine.predict(batch)):
-                probs.append(r.prob)
-                if as_json:
-                    print(json.dumps({"path": str(f), "prob": round(r.prob, 6), "label": r.label, "tier": r.tier}),
-                          flush=True)
-                else:
-                    print(f"{f}\t{r.prob:.4f}\t{'roadwork' if r.label else 'none'}\t{r.tier}", flush=True)
-            bar.advance(task, len(images[start:start + batch_size]))
-    for v in videos:
-        failed += _predict_video(v, engine, as_json, fps, console)
+    n_images = sum(isinstance(e, Path) and e.suffix.lower() not in VIDEO_SUFFIXES for e in entries)
+    with Progress(console=console, transient=True, disable=n_images < 8) as bar:
+        task = bar.add_task("predicting", total=n_images)
+        for run in _runs(entries, batch_size):
+            first = run[0]
+            if isinstance(first, Miss):
+                failed += 1
+                _emit_error(f"{first.item}: {first.why}", first.item, as_json, console)
+            elif first.suffix.lower() in VIDEO_SUFFIXES:
+                failed += _predict_video(first, engine, as_json, fps, console)
+            else:
+                failed += _predict_images(run, engine, as_json, console, probs)
+                bar.advance(task, len(run))
     if views and probs:
         _emit_views(probs, views, engine.threshold, as_json)
     return 1 if failed else 0
+
+
+def _runs(entries: list[Path | Miss], batch_size: int) -> Iterator[list]:
+    """Consecutive images in batches of at most `batch_size`; each video or miss alone: output keeps the order."""
+    batch: list[Path] = []
+    for e in entries:
+        if isinstance(e, Miss) or e.suffix.lower() in VIDEO_SUFFIXES:
+            if batch:
+                yield batch
+                batch = []
+            yield [e]
+        else:
+            batch.append(e)
+            if len(batch) == batch_size:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+def _predict_images(paths: list[Path], engine: Engine, as_json: bool, console: Console, probs: list[float]) -> int:
+    """Predict one batch; print a line per image (an error line for an unreadable one) in order."""
+    images, failed = {}, 0
+    for i, f in enumerate(paths):
+        try:
+            images[i] = load_image(f)
+        except ImageError as e:
+            images[i] = e
+    ok = [i for i, v in images.items() if not isinstance(v, ImageError)]
+    results = dict(zip(ok, engine.predict([images[i] for i in ok])))
+    for i, f in enumerate(paths):
+        if i not in results:
+            failed += 1
+            _emit_error(str(images[i]), str(f), as_json, console)
+            continue
+        r = results[i]
+        probs.append(r.prob)
+        if as_json:
+            print(json.dumps({"path": str(f), "prob": round(r.prob, 6), "label": r.label, "tier": r.tier}), flush=True)
+        else:
+            print(f"{f}\t{r.prob:.4f}\t{'roadwork' if r.label else 'none'}\t{r.tier}", flush=True)
+    return failed
 
 
 def _emit_views(probs: list[float], method: str, threshold: float, as_json: bool) -> None:
@@ -85,7 +134,7 @@ def _emit_views(probs: list[float], method: str, threshold: float, as_json: bool
 def _emit_error(msg: str, path: str, as_json: bool, console: Console) -> None:
     if as_json:
         print(json.dumps({"path": path, "error": msg}), flush=True)
-    console.print(f"[red]error[/red] {msg}")
+    console.print(f"[red]error[/red] {msg}", soft_wrap=True, highlight=False)
 
 
 def _predict_video(path: Path, engine: Engine, as_json: bool, fps: float, console: Console) -> int:

@@ -78,11 +78,18 @@ class ClassifierTier(Tier):
         self.dtype = resolve_dtype(dtype, self.device)
         self.batch_size = batch_size
         source = resolve_model(model)  # a folder, a hub id, or its cached snapshot; else one clear error
+        from transformers.utils import logging as hf_logging
+
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # a "Loading weights" bar per start is noise in every shell's output
         try:
             self.model = AutoModelForImageClassification.from_pretrained(source, dtype=self.dtype)
         except (OSError, ValueError) as e:
             raise ModelError(f"classifier tier '{name}': cannot load image-classification model {model!r}: "
                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
         self.model.to(self.device).eval()
         if self.device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)
