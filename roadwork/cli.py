@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -329,7 +330,7 @@ def train(
     patience: int = typer.Option(8, help="Early stopping: epochs without a better validation MCC."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/last.pt."),
     seed: int = typer.Option(0, help="Seed for model, split, augmentation and the challenged val set."),
-    workers: int = typer.Option(8, help="DataLoader worker processes."),
+    workers: Optional[int] = typer.Option(None, help="DataLoader workers (default: the usable cores)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
     lora_rank: int = typer.Option(16, help="LoRA/DoRA rank (alpha = 2 x rank)."),
     time_limit: Optional[float] = typer.Option(None, help="Stop after this many minutes, then calibrate and save."),
@@ -349,6 +350,8 @@ def train(
     from roadwork.model_ref import resolve_model
 
     args.update(holdout_source=holdout_source or [], synth=synth or [])
+    if workers is None:
+        args["workers"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     try:
         if init:
             resolve_model(init, "--init")  # fail before the data is read, not after

@@ -46,8 +46,17 @@ def _table(title: str, rows: dict[str, dict[str, Any]], cols: tuple[str, ...], f
     for c in cols:
         t.add_column(SHORT.get(c, c), justify="right", no_wrap=True)
     for name, row in rows.items():
-        t.add_row(name, *(_fmt(row.get(c), 3) for c in cols))
+        t.add_row(name, *("—" if _undefined(row, c) else _fmt(row.get(c), 3) for c in cols))
     return t
+
+
+def _undefined(row: dict[str, Any], col: str) -> bool:
+    """MCC of a one-class set, and precision of a set with no positives, are undefined: the 0.000 that the
+    validator's zero_division rule stores would read as a measured failure."""
+    n, pos = row.get("n"), row.get("positives")
+    if not isinstance(n, int) or not isinstance(pos, int) or n == 0:
+        return False
+    return (col == "mcc" and pos in (0, n)) or (col == "precision" and pos == 0)
 
 
 def print_report(rep: "EvalReport", console: Console | None = None) -> None:

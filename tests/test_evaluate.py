@@ -176,3 +176,19 @@ def test_eval_scores_the_challenges_challenge_make_writes(engine, manifest, tmp_
     # the same pixels: scoring the written JPEGs without a second challenge gives the same answers
     jpegs = [Image.open(tmp_path / "set" / r["file"]).convert("RGB") for r in rows]
     np.testing.assert_allclose(rep.probs, [r.prob for r in engine.predict(jpegs)], atol=1e-6)
+
+
+def test_tables_print_a_dash_where_mcc_or_precision_is_undefined():
+    from rich.console import Console
+
+    from roadwork.report import _table
+
+    rows = {"one_class": {"n": 5, "positives": 0, "precision": 0.0, "mcc": 0.0},
+            "mixed": {"n": 6, "positives": 3, "precision": 0.0, "mcc": 0.0}}
+    console = Console(width=100, record=True)
+    console.print(_table("per source", rows, ("n", "positives", "precision", "mcc"), "source"))
+    text = console.export_text()
+    one = next(ln for ln in text.splitlines() if "one_class" in ln)
+    mixed = next(ln for ln in text.splitlines() if "mixed" in ln)
+    assert one.count("—") == 2 and "0.000" not in one
+    assert "—" not in mixed and mixed.count("0.000") == 2  # a measured 0 stays a 0

@@ -158,6 +158,15 @@ def test_uncertain_http_inputs_are_captured(server, jpegs):
     assert rows[-1]["file"].endswith(".jpg")
 
 
+def test_docs_work_offline(server):
+    page = httpx.get(f"{server.url}/docs")
+    assert page.status_code == 200 and "/docs-assets/swagger-ui-bundle.js" in page.text
+    assert "cdn.jsdelivr.net" not in page.text  # nothing fetched from outside
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        r = httpx.get(f"{server.url}/docs-assets/{asset}")
+        assert r.status_code == 200 and len(r.content) > 10_000
+
+
 def test_openapi_is_published(server):
     spec = httpx.get(f"{server.url}/openapi.json").json()
     assert {"/v1/predict", "/healthz", "/readyz", "/metrics"} <= set(spec["paths"])

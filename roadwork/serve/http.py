@@ -37,6 +37,7 @@ from roadwork.engine import Engine
 from roadwork.serve.answers import DeadlineExceeded, ShuttingDown
 from roadwork.serve.batcher import Batcher
 from roadwork.serve.capture import Capture
+from roadwork.serve.docs import mount_offline_docs
 from roadwork.serve.metrics import CONTENT_TYPE_LATEST, Metrics
 
 log = logging.getLogger(__name__)
@@ -115,8 +116,9 @@ def create_app(engine: Engine, cfg: Config | None = None, batcher: Batcher | Non
         if capture is not None:
             capture.close()
 
-    app = FastAPI(title="roadwork", version=_version(), lifespan=lifespan,
+    app = FastAPI(title="roadwork", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Probability that a street image shows roadwork (NATIX StreetVision, SN72).")
+    mount_offline_docs(app)
     app.state.batcher, app.state.metrics, app.state.capture = batcher, metrics, capture
     if capture is not None:  # label what was captured, on the same server (roadwork.review)
         from roadwork.review import create_review_app
