@@ -194,6 +194,17 @@ def review(
 
 
 # ---- mine ---------------------------------------------------------------------------------------
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"roadwork {version('roadwork')}")
+        except PackageNotFoundError:  # a source tree without install
+            print("roadwork (not installed)")
+        raise typer.Exit(0)
+
+
 @app.command()
 def mine(
     model: Optional[str] = ModelOpt,
@@ -204,9 +215,22 @@ def mine(
     wallet_path: Optional[str] = typer.Option(None, "--wallet-path", "--wallet.path"),
     network: Optional[str] = typer.Option(None, "--subtensor-network", "--subtensor.network",
                                           help="finney | test | local | ws://..."),
+    chain_endpoint: Optional[str] = typer.Option(None, "--subtensor.chain_endpoint", "--subtensor-chain-endpoint",
+                                                 help="ws(s)://host:port of a subtensor node; overrides the network."),
+    axon_ip: Optional[str] = typer.Option(None, "--axon.ip", "--axon-ip", help="Bind address (default all)."),
     axon_port: Optional[int] = typer.Option(None, "--axon-port", "--axon.port", help="Default 8091."),
-    external_ip: Optional[str] = typer.Option(None, "--axon-external-ip", "--axon.external_ip"),
-    external_port: Optional[int] = typer.Option(None, "--axon-external-port", "--axon.external_port"),
+    external_ip: Optional[str] = typer.Option(None, "--axon-external-ip", "--axon.external_ip",
+                                              help="IP announced on chain."),
+    external_port: Optional[int] = typer.Option(None, "--axon-external-port", "--axon.external_port",
+                                                help="Port announced on chain."),
+    max_workers: Optional[int] = typer.Option(None, "--axon.max_workers", "--axon-max-workers",
+                                              help="Axon worker threads."),
+    log_debug: bool = typer.Option(False, "--logging.debug", "--logging-debug", help="Debug logging."),
+    log_trace: bool = typer.Option(False, "--logging.trace", "--logging-trace", help="Trace logging."),
+    logging_dir: Optional[str] = typer.Option(None, "--logging.logging_dir", "--logging-dir",
+                                              help="Also log to DIR/miner.log."),
+    show_version: bool = typer.Option(False, "--version", is_eager=True, callback=lambda v: _print_version(v),
+                                      help="Print the version and exit."),
     local: bool = typer.Option(False, "--local", help="No chain: loopback only, allow-list below."),
     allowed_hotkey: Optional[list[str]] = typer.Option(None, "--allowed-hotkey", help="Local mode allow-list."),
     permit: bool = typer.Option(False, "--require-validator-permit", "--blacklist.force_validator_permit"),
@@ -216,11 +240,18 @@ def mine(
     capture: Optional[str] = typer.Option(None, "--capture", help="Save uncertain inputs to this folder."),
 ) -> None:
     """SN72 miner: a bittensor axon answering ImageSynapse challenges."""
-    from roadwork.serve.miner import mine_main
+    try:
+        from roadwork.serve.miner import mine_main
+    except ImportError as e:  # bittensor (or one of its pins) missing: name the install command
+        if "bittensor" not in str(e) and "substrate" not in str(e):
+            raise
+        raise _fail(f"roadwork mine needs bittensor ({e}); install it with: pip install -r requirements-miner.txt")
 
     raise typer.Exit(mine_main(model, str(config) if config else None, {
         "netuid": netuid, "wallet_name": wallet_name, "wallet_hotkey": wallet_hotkey, "wallet_path": wallet_path,
-        "network": network, "axon_port": axon_port, "external_ip": external_ip, "external_port": external_port,
+        "network": network, "chain_endpoint": chain_endpoint, "axon_ip": axon_ip, "max_workers": max_workers,
+        "logging_debug": log_debug or None, "logging_trace": log_trace or None, "logging_dir": logging_dir,
+        "axon_port": axon_port, "external_ip": external_ip, "external_port": external_port,
         "local": local or None, "allowed_hotkeys": allowed_hotkey or None, "require_validator_permit": permit or None,
         "fallback_prediction": fallback, "metrics_port": metrics_port}, {"deadline_s": deadline}, capture))
 

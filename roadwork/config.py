@@ -69,10 +69,19 @@ class MinerConfig(_Strict):
     wallet_name: str = "default"
     wallet_hotkey: str = "default"
     wallet_path: str | None = None
-    network: str = "finney"
+    network: str = "finney"  # --subtensor.network: finney | test | local | ws://...
+    chain_endpoint: str | None = None  # --subtensor.chain_endpoint: overrides `network`, as in bittensor
+    axon_ip: str | None = None  # --axon.ip: bind address (bittensor's default binds every interface)
     axon_port: int = Field(8091, ge=0, le=65535)
-    external_ip: str | None = None
-    external_port: int | None = None
+    external_ip: str | None = None  # --axon.external_ip: announced on chain (default: looked up)
+    external_port: int | None = None  # --axon.external_port: announced on chain (default: axon_port)
+    max_workers: int | None = Field(None, ge=1)  # --axon.max_workers: the axon's thread pool (bittensor: 10)
+    logging_debug: bool = False  # --logging.debug
+    logging_trace: bool = False  # --logging.trace (more than debug: every synapse bittensor handles)
+    logging_dir: str | None = None  # --logging.logging_dir: also write OUT/miner.log
+    # At most one INFO line per answer, and no more than one per this many seconds (the rest are counted
+    # and reported on the next line): a busy miner must not drown its own log.
+    answer_log_interval_s: float = Field(1.0, ge=0)
     local: bool = False  # no chain: allowed_hotkeys replaces the metagraph check
     allowed_hotkeys: list[str] | None = None
     require_validator_permit: bool = False

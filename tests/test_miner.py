@@ -211,3 +211,23 @@ def test_registry_reads_a_metagraph():
     assert reg.uids == {"val": 0, "miner": 1} and reg.priority("val") == 5000.0
     assert reg.check("miner", require_permit=True)[0] is True
     assert reg.check("val", require_permit=True)[0] is False
+
+
+def test_one_rate_limited_info_line_per_answer(miner, validator, wallets, street_images, caplog):
+    jpeg = _b64(validator_jpeg(street_images[0]))
+    caplog.set_level("INFO", logger="roadwork.serve.miner")
+    try:
+        miner.cfg.miner.answer_log_interval_s = 0.0
+        validator.query(miner.axon.info(), ImageSynapse(image=jpeg))
+        miner.cfg.miner.answer_log_interval_s = 3600.0  # the next answers fall inside the interval
+        validator.query(miner.axon.info(), ImageSynapse(image=jpeg))
+        validator.query(miner.axon.info(), ImageSynapse(image=jpeg))
+        miner._last_log = 0.0
+        resp = validator.query(miner.axon.info(), ImageSynapse(image=jpeg))
+    finally:
+        miner.cfg.miner.answer_log_interval_s = 1.0
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("answered ")]
+    assert len(lines) == 2, lines
+    hotkey = wallets["validator"].hotkey.ss58_address
+    assert all(hotkey in line and " ms: " in line and "(classifier)" in line for line in lines)
+    assert f"{resp.prediction:.4f}" in lines[1] and lines[1].endswith("(+2 answers not logged)")

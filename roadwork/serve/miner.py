@@ -94,6 +94,27 @@ def load_wallet(cfg: Config) -> "bt.Wallet":
     return wallet
 
 
+class ChainUnreachable(RuntimeError):
+    """The subtensor endpoint did not answer (the message says which one and what to do)."""
+
+
+def setup_logging(mc) -> None:
+    """bittensor's logging flags with bittensor's meaning: --logging.debug, --logging.trace (more than
+    debug, bittensor's own trace output too), --logging.logging_dir (a miner.log there as well)."""
+    level = 5 if mc.logging_trace else logging.DEBUG if mc.logging_debug else logging.INFO
+    logging.addLevelName(5, "TRACE")
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if mc.logging_dir:
+        Path(mc.logging_dir).expanduser().mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(Path(mc.logging_dir).expanduser() / "miner.log"))
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers,
+                        force=True)
+    if mc.logging_trace:
+        bt.logging.set_trace(True)
+    elif mc.logging_debug:
+        bt.logging.set_debug(True)
+
+
 class Miner:
     def __init__(self, engine: Engine, cfg: Config, wallet: "bt.Wallet | None" = None,
                  batcher: Batcher | None = None, capture: Capture | None = None):
@@ -110,20 +131,29 @@ class Miner:
         if mc.local:
             self.registry = Registry.local(mc.allowed_hotkeys)
         else:
-            self.subtensor = bt.Subtensor(network=mc.network)
-            self.metagraph = self.subtensor.metagraph(mc.netuid)
+            endpoint = mc.chain_endpoint or mc.network  # bittensor: a chain endpoint overrides the network
+            try:
+                self.subtensor = bt.Subtensor(network=endpoint)
+                self.metagraph = self.subtensor.metagraph(mc.netuid)
+            except Exception as e:  # refused, DNS, TLS, timeout: each its own class across bittensor's stack
+                raise ChainUnreachable(f"cannot reach the chain at {endpoint!r} ({type(e).__name__}: {e}); check "
+                                       "the network, --subtensor.network / --subtensor.chain_endpoint, or run "
+                                       "--local") from None
             self.registry = Registry.from_metagraph(self.metagraph)
         ext_ip = mc.external_ip or ("127.0.0.1" if mc.local else None)
-        self.axon = bt.Axon(wallet=self.wallet, port=mc.axon_port, ip="127.0.0.1" if mc.local else None,
-                            external_ip=ext_ip, external_port=mc.external_port)
-        if mc.local:
-            self.axon.fast_config.host = "127.0.0.1"  # bittensor binds 0.0.0.0; local mode stays on loopback
+        ip = mc.axon_ip or ("127.0.0.1" if mc.local else None)
+        self.axon = bt.Axon(wallet=self.wallet, port=mc.axon_port, ip=ip, external_ip=ext_ip,
+                            external_port=mc.external_port, max_workers=mc.max_workers)
+        if ip is not None:
+            self.axon.fast_config.host = ip  # bittensor binds 0.0.0.0 whatever ip says; local mode stays on loopback
         for cls in SYNAPSES:
             _attach(self.axon, cls, self)
         self._stop = threading.Event()
         self._sync_thread: threading.Thread | None = None
         self._active = 0  # forwards in progress, so shutdown can wait for their answers
         self._idle = threading.Condition()
+        self._log_lock = threading.Lock()
+        self._last_log, self._unlogged = 0.0, 0
 
     # ---- the three axon hooks -----------------------------------------------------------------
     def blacklist(self, synapse: bt.Synapse) -> Tuple[bool, str]:
@@ -178,12 +208,25 @@ class Miner:
         if why:
             log.warning("answered fallback %.3f to %s: %s", synapse.prediction, _caller(synapse), why)
             self.metrics.fallbacks.labels("miner", why.split(":")[0][:40]).inc()
+        self._log_answer(synapse, time.monotonic() - t0, result.tier if result is not None else "fallback")
         self.metrics.requests.labels("miner", outcome).inc()
         self.metrics.images.labels("miner").inc()
         self.metrics.latency.labels("miner").observe(time.monotonic() - t0)
         if self.capture is not None and result is not None and self.capture.wants(result.prob):
             await asyncio.get_running_loop().run_in_executor(None, self._capture, synapse, image, result)
         return synapse
+
+    def _log_answer(self, synapse: ImageSynapse, seconds: float, tier: str) -> None:
+        """One INFO line per answer (caller, latency, probability, tier), at most one per
+        `answer_log_interval_s`; the answers skipped meanwhile are counted on the next line."""
+        now = time.monotonic()
+        with self._log_lock:
+            if now - self._last_log < self.cfg.miner.answer_log_interval_s:
+                self._unlogged += 1
+                return
+            skipped, self._unlogged, self._last_log = self._unlogged, 0, now
+        log.info("answered %s in %.0f ms: %.4f (%s)%s", _caller(synapse), seconds * 1000, synapse.prediction, tier,
+                 f" (+{skipped} answers not logged)" if skipped else "")
 
     def _capture(self, synapse: ImageSynapse, image, result) -> None:
         import base64
@@ -308,6 +351,7 @@ def mine_main(model: str | None, config: str | None, miner: dict, serve: dict, c
     except ConfigError as e:
         log.error("%s", e)
         return 2
+    setup_logging(cfg.miner)
     try:
         run_miner(Engine.from_config(cfg), cfg)
     except (FileNotFoundError, RuntimeError) as e:  # missing wallet, unregistered hotkey
