@@ -58,6 +58,8 @@ class ServeConfig(_Strict):
     max_batch_size: int = Field(32, ge=1)
     max_wait_ms: float = Field(5.0, ge=0)
     deadline_s: float = Field(8.0, gt=0)  # below the validator's 9 s dendrite timeout
+    # Limits on one image (HTTP and miner): 2026-05 validators send native-resolution photos, so a 20 MiB,
+    # 4000x3000 (12 MP) phone JPEG must pass; anything over 50 MP is refused from its header as a bomb.
     max_image_bytes: int = Field(20 * 1024 * 1024, ge=1)
     max_pixels: int = Field(50_000_000, ge=1)  # decompression-bomb guard
     max_images: int = Field(64, ge=1)  # per HTTP request
