@@ -92,6 +92,21 @@ def predict(
     raise typer.Exit(code)
 
 
+# ---- export-onnx --------------------------------------------------------------------------------
+@app.command("export-onnx")
+def export_onnx(
+    model: str = typer.Argument(..., help="Classifier folder (save_pretrained)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Write here instead of into the model folder."),
+    int8: bool = typer.Option(True, "--int8/--no-int8", help="Also write a static INT8 model (model.int8.onnx)."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Calibration/check images (default: examples/)."),
+    n: int = typer.Option(64, "--n", min=8, help="Calibration/check challenges."),
+) -> None:
+    """ONNX export (fp32 + INT8) for the onnxruntime CPU path; `predict` then uses it without CUDA."""
+    from roadwork.fast.onnx_export import export_main
+
+    raise typer.Exit(export_main(model, out, int8, data, n, console))
+
+
 # ---- label --------------------------------------------------------------------------------------
 @app.command()
 def label(

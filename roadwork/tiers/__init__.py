@@ -25,6 +25,7 @@ _LAZY = {
     "vlm": "roadwork.tiers.vlm",
     "remote_vlm": "roadwork.tiers.vlm",
     "color": "roadwork.tiers.color",
+    "onnx": "roadwork.fast.onnx_tier",
 }
 
 

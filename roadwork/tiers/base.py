@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:  # torch is imported where a tier runs on it: the onnxruntime CPU path never loads it
+    import torch
 
 
 class Tier(ABC):
@@ -34,21 +36,25 @@ class Tier(ABC):
         return f"{type(self).__name__}(name={self.name!r}, cost={self.cost})"
 
 
-def resolve_device(device: str) -> torch.device:
+def resolve_device(device: str) -> "torch.device":
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 
 
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+def resolve_dtype(dtype: str, device: "torch.device") -> "torch.dtype":
+    import torch
+
     if dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
 
 
-def clean_probs(p: np.ndarray | torch.Tensor) -> np.ndarray:
+def clean_probs(p: "np.ndarray | torch.Tensor") -> np.ndarray:
     """Finite float64 probabilities in [0, 1]: NaN becomes 0.5, infinities clip."""
-    if isinstance(p, torch.Tensor):
+    if hasattr(p, "detach"):  # a torch tensor (checked without importing torch)
         p = p.detach().float().cpu().numpy()
     p = np.asarray(p, dtype=np.float64).reshape(-1)
     p = np.nan_to_num(p, nan=0.5, posinf=1.0, neginf=0.0)

@@ -14,16 +14,18 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import torch
 from PIL import Image
 
 from roadwork.config import TierConfig
 from roadwork.model_ref import ModelError, resolve_model
 from roadwork.tiers import register_tier
 from roadwork.tiers.base import Tier, clean_probs, resolve_device, resolve_dtype
+
+if TYPE_CHECKING:  # imported in the methods: a folder served by the onnx tier never loads torch
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,7 @@ class ClassifierTier(Tier):
 
     def __init__(self, model: str, name: str = "classifier", device: str = "auto", dtype: str = "auto",
                  batch_size: int = 32, cost: float | None = None):
+        import torch
         from transformers import AutoModelForImageClassification
 
         self.name = name
@@ -111,7 +114,9 @@ class ClassifierTier(Tier):
     def from_pretrained(cls, model: str, **kw: Any) -> "ClassifierTier":
         return cls(model, **kw)
 
-    def _probs(self, logits: torch.Tensor) -> torch.Tensor:
+    def _probs(self, logits: "torch.Tensor") -> "torch.Tensor":
+        import torch
+
         if self.num_labels == 1:  # a single-logit head: sigmoid of it
             return torch.sigmoid(logits[:, 0])
         if self._temperature != 1.0 or self._shift != 0.0:
@@ -120,8 +125,15 @@ class ClassifierTier(Tier):
         # the pipeline's own post-processing for single-label models: softmax over the classes
         return torch.softmax(logits, dim=-1)[:, self.index]
 
-    @torch.inference_mode()
     def predict(self, images: Sequence[Image.Image]) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            return self._predict(images)
+
+    def _predict(self, images: Sequence[Image.Image]) -> np.ndarray:
+        import torch
+
         out: list[np.ndarray] = []
         for s in range(0, len(images), self.batch_size):
             chunk = [im.convert("RGB") for im in images[s:s + self.batch_size]]
@@ -140,6 +152,24 @@ class ClassifierTier(Tier):
 
 
 @register_tier("classifier")
-def _build(cfg: TierConfig) -> ClassifierTier:
+def _build(cfg: TierConfig) -> Tier:
+    # options.backend: torch | onnx | auto (default: a current ONNX export of the folder on a machine
+    # without CUDA, else torch). The onnx tier imports neither torch nor transformers.
+    backend = str(cfg.options.get("backend", "auto"))
+    if backend not in ("auto", "torch", "onnx"):
+        raise ValueError(f"classifier tier '{cfg.name}': options.backend must be auto, torch or onnx, got {backend!r}")
+    if backend == "onnx" or (backend == "auto" and cfg.device in ("auto", "cpu") and _onnx_usable(cfg)):
+        from roadwork.fast.onnx_tier import onnx_tier_from_config
+
+        return onnx_tier_from_config(cfg)
     return ClassifierTier(cfg.model, name=cfg.name, device=cfg.device, dtype=cfg.dtype,
                           batch_size=cfg.batch_size, cost=cfg.cost)
+
+
+def _onnx_usable(cfg: TierConfig) -> bool:
+    from roadwork.fast.onnx_tier import cuda_possible, fresh_export
+
+    precision = str(cfg.options.get("precision", "fp32"))
+    if fresh_export(cfg.model, precision) is None:
+        return False
+    return cfg.device == "cpu" or not cuda_possible()
