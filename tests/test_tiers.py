@@ -47,7 +47,16 @@ CASES = {
     "remote_vlm": [lambda tmp: _remote_cfg()],
     "yolo": [],  # ultralytics is optional: see test_yolo_without_ultralytics
     "color": [lambda tmp: (TierConfig(name="color", kind="color"), None)],  # the shipped models/color json
+    "onnx": [lambda tmp: (TierConfig(kind="onnx", model=str(_exported(tmp))), None)],
 }
+
+
+def _exported(tmp):
+    from roadwork.fast.onnx_export import export_onnx
+    from test_fast_onnx import make_tiny_resnet
+
+    export_onnx(make_tiny_resnet(tmp / "cnn"), int8=False, n_calib=8, log_fn=lambda _: None)
+    return tmp / "cnn"
 
 
 def test_every_registered_kind_has_a_case():
