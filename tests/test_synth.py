@@ -65,7 +65,7 @@ def read_manifest(path: Path) -> list[dict[str, str]]:
 
 
 # ---- procedural objects -------------------------------------------------------------------------------
-@pytest.mark.parametrize("kind", [k for k in kinds.POSITIVE_WEIGHTS if k != "cone"] + list(kinds.NEGATIVE_WEIGHTS))
+@pytest.mark.parametrize("kind", [k for k in kinds.NEW_POSITIVE_WEIGHTS if k != "cone"] + list(kinds.NEW_NEGATIVE_WEIGHTS))
 def test_every_kind_draws_a_tight_rgba_object(kind: str) -> None:
     a = kinds.draw(kind, np.random.default_rng(0))
     assert a.dtype == np.uint8 and a.ndim == 3 and a.shape[2] == 4
@@ -153,7 +153,8 @@ def test_positives_are_pasted_on_the_road_below_the_horizon() -> None:
     below = total = 0.0
     for seed in range(12):
         img = street(seed, 160, 100)
-        out, pasted = compose(img, bank, np.random.default_rng(seed))
+        sample = compose_sample(img, bank, np.random.default_rng(seed), config=SynthConfig.legacy())
+        out, pasted = sample.image, sample.meta["kinds"]
         assert 1 <= len(pasted) <= 8 and all(k in kinds.POSITIVE_WEIGHTS for k in pasted)
         diff = np.abs(out.astype(int) - img.astype(int)).sum(axis=2)
         assert (diff > 30).sum() >= 15  # something visible was pasted
@@ -290,7 +291,8 @@ def test_mask_covers_exactly_the_pasted_pixels() -> None:
     """On a flat, noiseless scene without shadows, a pixel changed iff the mask says roadwork."""
     flat = np.full((100, 160, 3), 90, np.uint8)
     for seed in range(6):
-        s = compose_sample(flat, ObjectBank(), np.random.default_rng(seed), config=SynthConfig(shadows=False))
+        s = compose_sample(flat, ObjectBank(), np.random.default_rng(seed), config=SynthConfig.legacy().with_overrides(
+            {"shadows": False, "new_kinds": True, "far_p": 0.5}))
         assert s.mask.shape == flat.shape[:2] and s.mask.dtype == np.uint8 and s.label == 1
         changed = np.abs(s.image.astype(int) - flat).max(axis=2) > 0
         assert changed.sum() >= 15
@@ -356,3 +358,59 @@ def test_cli_synth_switches(scenes, tmp_path: Path) -> None:
     assert json.loads((tmp_path / "b" / "synth.json").read_text())["config"] == SynthConfig.legacy().model_dump()
     res = CliRunner().invoke(app, base + ["--out", str(tmp_path / "c"), "--set", "nope=1"])
     assert res.exit_code == 2 and "nope" in res.output
+
+
+# ---- issue 10: whole-scene effects, hard negatives, distances, switches -----------------------------------
+OFF = SynthConfig.legacy()
+
+
+def test_night_relights_the_pasted_objects_too() -> None:
+    img = street(4, 160, 100)
+    day = compose_sample(img, ObjectBank(), np.random.default_rng(4), config=OFF)
+    night = compose_sample(img, ObjectBank(), np.random.default_rng(4), config=OFF.with_overrides({"night_p": 1}))
+    assert "night" in night.meta["effects"] and np.array_equal(day.mask, night.mask)
+    obj, bg = day.mask > 200, day.mask == 0
+    diff = np.abs(day.image.astype(int) - night.image.astype(int)).mean(axis=2)
+    assert diff[obj].mean() > 15  # the objects changed with the scene ...
+    assert night.image[:30][bg[:30]].mean() < 0.5 * day.image[:30][bg[:30]].mean()  # ... and the sky went dark
+
+
+def test_switches_really_switch() -> None:
+    img = street(5, 160, 100)
+    rng = np.random.default_rng
+    on = SynthConfig().with_overrides({"night_p": 1, "negatives_in_positives": 1})
+    s = compose_sample(img, ObjectBank(), rng(5), config=on)
+    assert s.meta["lights"] and any(o["negative"] for o in s.meta["objects"])
+    s = compose_sample(img, ObjectBank(), rng(5), config=on.with_overrides({"hard_negatives": False}))
+    assert not s.meta["lights"] and not any(o["negative"] for o in s.meta["objects"])
+    for key in ("rain_p", "fog_p", "glare_p", "motion_blur_p"):
+        name = key[:-2]
+        assert name in compose_sample(img, ObjectBank(), rng(1), config=OFF.with_overrides({key: 1})).meta["effects"]
+        assert name not in compose_sample(img, ObjectBank(), rng(1), config=OFF).meta["effects"]
+    new = {k for i in range(40) for k in compose_sample(img, ObjectBank(), rng(i), config=SynthConfig(
+        night_p=0, rain_p=0, fog_p=0, glare_p=0, motion_blur_p=0)).meta["kinds"]}
+    assert new & {"worker", "machine", "hoarding", "excavation", "drum", "water_barrier", "arrow_board"}
+    old = {k for i in range(40) for k in compose_sample(img, ObjectBank(), rng(i), config=OFF).meta["kinds"]}
+    assert old <= set(kinds.POSITIVE_WEIGHTS)
+
+
+def test_far_objects_are_small() -> None:
+    H = 180
+    img = street(6, 320, H)
+    cfg = OFF.with_overrides({"far_p": 1, "new_kinds": True})
+    heights = [o["height_px"] for i in range(20)
+               for o in compose_sample(img, ObjectBank(), np.random.default_rng(i), config=cfg).meta["objects"]
+               if o["box"]]
+    assert heights and np.median(heights) < 0.1 * H and min(heights) >= 0.025 * H - 1e-6
+    near = [max(o["height_px"] for o in compose_sample(img, ObjectBank(), np.random.default_rng(i),
+                                                        config=OFF).meta["objects"]) for i in range(20)]
+    assert np.median(near) > 0.1 * H
+
+
+def test_full_synthesis_is_deterministic_under_a_seed() -> None:
+    img = street(7, 160, 100)
+    cfg = SynthConfig(night_p=0.5, rain_p=0.5, fog_p=0.5, glare_p=0.5, motion_blur_p=0.5)
+    for seed in range(4):
+        a = compose_sample(img, ObjectBank(), np.random.default_rng(seed), config=cfg)
+        b = compose_sample(img, ObjectBank(), np.random.default_rng(seed), config=cfg)
+        assert np.array_equal(a.image, b.image) and np.array_equal(a.mask, b.mask)

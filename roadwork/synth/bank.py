@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from roadwork.synth import kinds
+from roadwork.synth.config import SynthConfig
 from roadwork.synth.cone_cutouts import BankError, cut_cones, read_boxes
 from roadwork.synth.kinds import Cutout
 
@@ -28,27 +29,38 @@ class ObjectBank:
         cones = cut_cones(objects_dir, limit=limit, progress=progress)[0] if objects_dir else []
         return cls(cones)
 
-    def positive(self, rng: np.random.Generator, kind: str | None = None) -> Cutout:
-        """A roadwork object: `kind` or one drawn by weight; real cones when there are any."""
+    def positive(self, rng: np.random.Generator, kind: str | None = None,
+                 config: SynthConfig | None = None) -> Cutout:
+        """A roadwork object: `kind` or one drawn by weight; real cones when there are any. With a
+        `config`, its kinds, cone and drawing-cache switches apply."""
+        use_cones = bool(self.cones) and (config is None or config.real_cones)
         if kind is None:
-            names = [k for k in self.weights if k != "cone" or self.cones]
-            p = np.array([self.weights[k] for k in names])
+            weights = kinds.NEW_POSITIVE_WEIGHTS if config is not None and config.new_kinds else self.weights
+            names = [k for k in weights if k != "cone" or use_cones]
+            p = np.array([weights[k] for k in names])
             kind = names[rng.choice(len(names), p=p / p.sum())]
         if kind == "cone":
-            if not self.cones:
+            if not use_cones:
                 kind = "cone_drawn"
             else:
                 cut = self.cones[rng.integers(len(self.cones))]
                 rgba = cut.rgba[:, ::-1] if rng.random() < 0.5 else cut.rgba  # mirrored cones are cones
                 return Cutout(np.ascontiguousarray(rgba), "cone", cut.origin)
-        return Cutout(kinds.draw(kind, rng), kind)
+        return Cutout(self._draw(kind, rng, config), kind)
 
-    def negative(self, rng: np.random.Generator) -> Cutout:
+    def negative(self, rng: np.random.Generator, config: SynthConfig | None = None) -> Cutout:
         """A hard negative: orange, red or striped, but not roadwork."""
-        names = list(kinds.NEGATIVE_WEIGHTS)
-        p = np.array([kinds.NEGATIVE_WEIGHTS[k] for k in names])
+        weights = kinds.NEW_NEGATIVE_WEIGHTS if config is not None and config.hard_negatives else kinds.NEGATIVE_WEIGHTS
+        names = list(weights)
+        p = np.array([weights[k] for k in names])
         kind = names[rng.choice(len(names), p=p / p.sum())]
-        return Cutout(kinds.draw(kind, rng), kind)
+        return Cutout(self._draw(kind, rng, config), kind)
+
+    @staticmethod
+    def _draw(kind: str, rng: np.random.Generator, config: SynthConfig | None) -> np.ndarray:
+        rgba = kinds.draw_variant(kind, rng, config.variants_per_kind if config is not None else 0)
+        mirror = config is not None and config.variants_per_kind and kind not in kinds.NO_MIRROR
+        return rgba[:, ::-1] if mirror and rng.random() < 0.5 else rgba
 
     def save(self, folder: str | Path, source: str = "") -> Path:
         """Write the cone cut-outs as PNGs plus `index.json`, for inspection and fast reloading."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from roadwork.synth import lighting, weather
 from roadwork.synth.bank import ObjectBank
 from roadwork.synth.config import SynthConfig
 from roadwork.synth.ground import estimate_ground
@@ -39,10 +40,11 @@ def scene_look(img: np.ndarray, rng: np.random.Generator) -> SceneLook:
 
 
 def paste(canvas: np.ndarray, p: Placement, look: SceneLook, rng: np.random.Generator,
-          mask: np.ndarray | None = None, shadows: bool = True) -> tuple[int, int, int, int] | None:
+          mask: np.ndarray | None = None, shadows: bool = True,
+          depth: np.ndarray | None = None) -> tuple[int, int, int, int] | None:
     """Composite one placement into `canvas` (float32 HxWx3 in 0..1) in place; returns its clipped
     box (x0, y0, x1, y1) or None when nothing landed in the image. `mask` (float32 HxW, 0..1
-    roadwork coverage) is updated in place."""
+    roadwork coverage) and `depth` (metres, for fog) are updated in place."""
     H, W = canvas.shape[:2]
     rgba = p.cut.rgba.astype(np.float32) / 255
     h = max(2, int(round(p.h)))
@@ -74,6 +76,9 @@ def paste(canvas: np.ndarray, p: Placement, look: SceneLook, rng: np.random.Gene
     if mask is not None:
         m = mask[iy0:iy1, ix0:ix1]
         m[:] = m * (1 - sa[..., 0]) + (0 if p.cut.negative else sa[..., 0])
+    if depth is not None:
+        d = depth[iy0:iy1, ix0:ix1]
+        d[sa[..., 0] > 0.5] = p.z
     return ix0, iy0, ix1, iy1
 
 
@@ -93,24 +98,68 @@ def _shadow(canvas: np.ndarray, p: Placement, w: int, look: SceneLook, rng: np.r
 
 def compose_sample(img: np.ndarray, bank: ObjectBank, rng: np.random.Generator, negative: bool = False,
                    config: SynthConfig | None = None) -> SynthSample:
-    """Paste roadwork objects (or, `negative`, hard negatives) into an RGB uint8 scene."""
+    """Paste roadwork objects (or, `negative`, hard negatives) into an RGB uint8 scene, then light
+    and weather the whole scene as `config` draws them."""
     cfg = config or SynthConfig()
     g = estimate_ground(img, rng)
     look = scene_look(img, rng)
+    dark_scene = lighting.is_dark(img)
+    fx = {"night": dark_scene or rng.random() < cfg.night_p, "rain": rng.random() < cfg.rain_p,
+          "fog": rng.random() < cfg.fog_p, "glare": rng.random() < cfg.glare_p,
+          "motion_blur": rng.random() < cfg.motion_blur_p}
+    fx["lights"] = cfg.hard_negatives and (fx["night"] or rng.random() < cfg.lights_day_p)
     for _ in range(4):  # a positive whose objects all fell outside the frame would be a wrong label
-        places = layout_negative(g, bank, rng) if negative else layout_positive(g, bank, rng, cfg.max_objects)
+        places = (layout_negative(g, bank, rng, cfg) if negative else
+                  layout_positive(g, bank, rng, cfg.max_objects, cfg))
         canvas = img.astype(np.float32) / 255
         mask = np.zeros(img.shape[:2], np.float32)
+        depth = weather.ground_depth(g, img.shape[:2]) if fx["fog"] else None
         objects = []
         for p in places:
-            box = paste(canvas, p, look, rng, mask, cfg.shadows)
+            box = paste(canvas, p, look, rng, mask, cfg.shadows, depth)
             objects.append({"kind": p.cut.kind, "negative": p.cut.negative, "box": box, "depth_m": round(p.z, 2),
                             "height_px": round(p.h, 1)})
         mask8 = np.round(mask * 255).astype(np.uint8)
         if negative or mask8.max() > 0:
             break
+    lights = _scene_effects(canvas, g, rng, fx, dark_scene, mask, depth,
+                            [o["depth_m"] for o in objects if not o["negative"] and o["box"]])
     image = np.round(np.clip(canvas, 0, 1) * 255).astype(np.uint8)
-    return SynthSample(image, mask8, int(not negative), {"kinds": [p.cut.kind for p in places], "objects": objects})
+    meta = {"kinds": [p.cut.kind for p in places], "objects": objects,
+            "effects": [k for k, on in fx.items() if on and not (k == "night" and dark_scene)]
+            + (["night_scene"] if dark_scene else []), "lights": lights}
+    return SynthSample(image, mask8, int(not negative), meta)
+
+
+def _scene_effects(canvas: np.ndarray, g, rng: np.random.Generator, fx: dict[str, bool], dark_scene: bool,
+                   mask: np.ndarray, depth: np.ndarray | None, object_depths: list[float]) -> list[str]:
+    """Night, lights, fog, rain, glare, motion blur and noise over the composite (in place); returns
+    the kinds of the light sources added."""
+    out = canvas
+    relit = fx["night"] and not dark_scene
+    if relit:
+        out[:] = lighting.relight_night(out, g, rng)
+        # retroreflective sheeting shines back in headlights: roadwork stays visible at night
+        out *= 1 + mask[..., None] * rng.uniform(1.5, 4.0)
+    kinds: list[str] = []
+    if fx["lights"]:
+        layer = lighting.street_lights(g, rng, fx["night"])
+        if fx["night"]:
+            lighting.lamp_pools(out, g, [lt for lt in layer.lights if lt.kind == "street_lamp"], rng)
+        wet = fx["rain"] or (fx["night"] and rng.random() < 0.35)
+        lighting.render_lights(out, g, layer, rng, fx["night"], wet)
+        kinds = layer.kinds()
+    if fx["fog"] and depth is not None:
+        out[:] = weather.fog(out, depth, rng, max(object_depths, default=60.0))
+    if fx["rain"]:
+        out[:] = weather.rain(out, rng)
+    if fx["glare"]:
+        out[:] = weather.glare(out, g, rng, fx["night"])
+    if fx["motion_blur"]:
+        out[:] = weather.motion_blur(out, rng)
+    if relit:
+        out[:] = weather.sensor_noise(out, rng, rng.uniform(0.008, 0.025))
+    return kinds
 
 
 def compose(img: np.ndarray, bank: ObjectBank, rng: np.random.Generator, negative: bool = False,

@@ -1,7 +1,8 @@
 """Hard negatives for copy-paste synthesis: orange, red and striped things that are not roadwork.
 
 Cars, trucks, people in warm colours, striped awnings and parasols, shop signs, pumpkins, hydrants,
-wheelie bins and plain concrete barriers. They share roadwork's colours on purpose, so that a model
+wheelie bins and plain concrete barriers; and (issue 10) red traffic signs: stop, no entry, speed
+limits, no parking. They share roadwork's colours on purpose, so that a model
 has to learn shapes and context instead of "orange means roadwork".
 """
 
@@ -149,6 +150,44 @@ def jersey_concrete(rng):
     return jersey_segments(rng, [np.array([g, g, g * rng.uniform(0.93, 1.0)])] * int(rng.integers(1, 4)))
 
 
+def _pole(cv: Canvas, cx: float, top: float, rng) -> None:
+    cv.line((cx, top), (cx, SIZE - 1), 3, np.full(3, rng.uniform(0.45, 0.7)))
+
+
+def stop_sign(rng):
+    """A red octagon on a pole (STOP, or a blank/foreign-script look)."""
+    cv = Canvas(SIZE, 70)
+    cx, cy, r = 35, 32, rng.uniform(24, 30)
+    _pole(cv, cx, cy, rng)
+    ang = np.pi / 8 + np.arange(8) * np.pi / 4
+    cv.poly(np.c_[cx + r * np.cos(ang), cy + r * np.sin(ang)], white(rng))
+    cv.poly(np.c_[cx + 0.9 * r * np.cos(ang), cy + 0.9 * r * np.sin(ang)], red(rng), board_shade(cv, rng))
+    if rng.random() < 0.8:
+        cv.text("STOP", (cx, cy), r * 0.55, white(rng), thick=0.2)
+    return finish(cv, rng, skew=0.25)
+
+
+def round_sign(rng):
+    """Round regulatory signs: no entry (red disc, white bar), speed limit or no parking (red ring)."""
+    cv = Canvas(SIZE, 70)
+    cx, cy, r = 35, 32, rng.uniform(22, 30)
+    _pole(cv, cx, cy, rng)
+    kind = rng.random()
+    if kind < 0.4:
+        cv.ellipse((cx, cy), (r, r), red(rng), board_shade(cv, rng))
+        cv.poly([(cx - 0.65 * r, cy - 0.15 * r), (cx + 0.65 * r, cy - 0.15 * r), (cx + 0.65 * r, cy + 0.15 * r),
+                 (cx - 0.65 * r, cy + 0.15 * r)], white(rng))
+    else:
+        cv.ellipse((cx, cy), (r, r), red(rng), board_shade(cv, rng))
+        inner = white(rng) if kind < 0.75 else np.array([0.1, 0.25, 0.65])
+        cv.ellipse((cx, cy), (0.78 * r, 0.78 * r), inner)
+        if kind < 0.75:
+            cv.text(str(rng.choice([20, 30, 40, 50, 60, 80])), (cx, cy), r * 0.7, dark(rng), thick=0.18)
+        else:
+            cv.line((cx - 0.55 * r, cy - 0.55 * r), (cx + 0.55 * r, cy + 0.55 * r), 0.15 * r, red(rng))
+    return finish(cv, rng, skew=0.25)
+
+
 DRAWERS = {"car": car, "truck": truck, "person": person, "awning": awning, "parasol": parasol,
            "shop_sign": shop_sign, "pumpkin": pumpkin, "hydrant": hydrant, "bin": bin_,
-           "jersey_concrete": jersey_concrete}
+           "jersey_concrete": jersey_concrete, "stop_sign": stop_sign, "round_sign": round_sign}

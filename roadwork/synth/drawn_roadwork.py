@@ -1,4 +1,5 @@
-"""Procedurally drawn roadwork objects: cones, barrels, delineators, barricades, signs, barriers, fences.
+"""Procedurally drawn roadwork objects: cones, barrels, delineators, barricades, signs, barriers, fences,
+and (issue 10) workers in hi-vis, machines, drums, water barriers, hoardings, arrow boards, dug-up ground.
 
 Every drawer returns a fresh straight-RGBA uint8 array (about 100-130 px on its long side), tightly
 cropped, with random colours within realistic ranges, shading (cylinders get a Lambert profile with
@@ -165,5 +166,185 @@ def fence(rng):
     return finish(cv, rng, skew=0.6)
 
 
+# ---- issue 10: more kinds of roadwork ---------------------------------------------------------------
+def hivis(rng) -> np.ndarray:
+    """Fluorescent yellow-green or orange, as work vests are."""
+    if rng.random() < 0.55:
+        return np.array([rng.uniform(0.75, 0.9), rng.uniform(0.92, 1.0), rng.uniform(0.05, 0.25)])
+    return np.array([rng.uniform(0.95, 1.0), rng.uniform(0.4, 0.55), rng.uniform(0.02, 0.12)])
+
+
+def worker(rng):
+    """A road worker: hard hat, hi-vis vest with silver reflective bands, often a tool."""
+    cv = Canvas(SIZE, 60)
+    cx = 30.0
+    skin = np.array([rng.uniform(0.35, 0.85), 0, 0])
+    skin[1], skin[2] = skin[0] * rng.uniform(0.65, 0.78), skin[0] * rng.uniform(0.45, 0.6)
+    vest, silver = hivis(rng), np.full(3, rng.uniform(0.75, 0.9))
+    legs = (hivis(rng) * 0.9 if rng.random() < 0.25 else
+            np.array([0.15, 0.2, 0.38]) * rng.uniform(0.7, 1.3) if rng.random() < 0.6 else dark(rng))
+    stride = rng.uniform(0, 7)
+    cv.line((cx, 68), (cx - stride, SIZE - 3), 7, legs)
+    cv.line((cx, 68), (cx + stride, SIZE - 3), 7, legs)
+    shirt = dark(rng) + rng.uniform(0, 0.3, 3)
+    cv.line((cx - 10, 28), (cx - 14, 62), 5, shirt)
+    cv.line((cx + 10, 28), (cx + 15, 60), 5, shirt)
+    cv.poly([(cx - 11, 24), (cx + 11, 24), (cx + 13, 72), (cx - 13, 72)], vest, board_shade(cv, rng))
+    for y in (46, 60):  # reflective bands round the body
+        cv.poly([(cx - 12, y), (cx + 12, y), (cx + 12.5, y + 3.5), (cx - 12.5, y + 3.5)], silver)
+    cv.line((cx - 6, 24), (cx - 6, 46), 2.5, silver)
+    cv.line((cx + 6, 24), (cx + 6, 46), 2.5, silver)
+    cv.ellipse((cx, 15), (7, 8.5), skin)
+    hat = np.array([0.97, 0.97, 0.95]) if rng.random() < 0.4 else (np.array([1.0, 0.85, 0.1]) if rng.random() < 0.6
+                                                                   else orange(rng))
+    cv.ellipse((cx, 10), (8.5, 6.5), hat, start=180, end=360)
+    cv.line((cx - 10, 10), (cx + 10, 10), 2, hat * 0.9)
+    tool = rng.random()
+    if tool < 0.35:  # shovel
+        cv.line((cx + 15, 40), (cx + 20, SIZE - 10), 2, np.array([0.5, 0.35, 0.2]))
+        cv.poly([(cx + 16, SIZE - 12), (cx + 25, SIZE - 12), (cx + 22, SIZE - 2), (cx + 18, SIZE - 2)], dark(rng) + 0.2)
+    elif tool < 0.55:  # stop/slow paddle
+        cv.line((cx + 15, 60), (cx + 16, 22), 1.8, np.full(3, 0.6))
+        cv.ellipse((cx + 16, 18), (8, 8), red(rng) if rng.random() < 0.5 else orange(rng))
+    return finish(cv, rng)
+
+
+def machine(rng):
+    """An excavator (tracks, cab, boom, bucket) or a road roller, in construction yellow or orange."""
+    body = (np.array([rng.uniform(0.9, 1.0), rng.uniform(0.68, 0.82), rng.uniform(0.0, 0.12)]) if rng.random() < 0.75
+            else orange(rng))
+    glass = dark(rng) + np.array([0.03, 0.06, 0.09])
+    black = dark(rng)
+    if rng.random() < 0.65:
+        cv = Canvas(110, 200)
+        cv.poly([(20, 92), (140, 92), (150, 100), (140, 108), (20, 108), (10, 100)], black)  # tracks
+        for x in np.linspace(24, 136, 7):
+            cv.ellipse((x, 100), (4, 4), np.full(3, 0.3))
+        cv.poly([(18, 60), (128, 60), (128, 90), (18, 90)], body, board_shade(cv, rng))  # house
+        cv.poly([(70, 28), (116, 28), (120, 60), (70, 60)], body * 0.95)  # cab
+        cv.poly([(76, 33), (112, 33), (115, 56), (76, 56)], glass)
+        up = rng.uniform(-12, 8)
+        tip = (178 + rng.uniform(-8, 8), 30 + up)
+        cv.line((120, 66), tip, 9, body * 0.92)  # boom
+        foot = (tip[0] + rng.uniform(-6, 10), tip[1] + rng.uniform(35, 55))
+        cv.line(tip, foot, 6, body * 0.85)  # stick
+        fx, fy = foot
+        cv.poly([(fx - 12, fy - 4), (fx + 6, fy - 6), (fx + 10, fy + 8), (fx - 4, fy + 12)], black + 0.1)  # bucket
+    else:
+        cv = Canvas(100, 170)
+        cv.ellipse((40, 72), (26, 26), np.full(3, rng.uniform(0.35, 0.55)))  # steel drum
+        cv.poly([(10, 40), (80, 40), (80, 58), (10, 58)], body)
+        cv.poly([(70, 46), (160, 46), (160, 86), (70, 86)], body, board_shade(cv, rng))
+        cv.poly([(100, 6), (150, 6), (150, 46), (100, 46)], body * 0.9)  # canopy / cab
+        cv.poly([(106, 12), (144, 12), (144, 42), (106, 42)], glass)
+        cv.ellipse((135, 84), (14, 14), black)
+    return finish(cv, rng)
+
+
+def drum(rng):
+    """A channelizer drum in another livery: red/white (Europe) or yellow/black, taller, with a handle."""
+    w = rng.uniform(0.5, 0.6) * SIZE
+    cv = Canvas(SIZE, int(w * 1.25) + 4)
+    cx, r = cv.w / SS / 2, w / 2
+    c0 = red(rng) if rng.random() < 0.6 else np.array([rng.uniform(0.92, 1.0), rng.uniform(0.78, 0.9), 0.05])
+    c1 = white(rng) if c0[1] < 0.5 else dark(rng)
+    cv.poly([(cx - r * 1.15, SIZE - 10), (cx + r * 1.15, SIZE - 10), (cx + r * 1.15, SIZE - 2),
+             (cx - r * 1.15, SIZE - 2)], dark(rng))
+    nb = int(rng.choice([4, 6]))
+    banded_cylinder(cv, rng, cx, 12, SIZE - 9, r * 0.9, r, [(i / nb, c0 if i % 2 == 0 else c1) for i in range(nb)],
+                    curve=0.04)
+    cv.ellipse((cx, 12), (r * 0.9, 5), c0 * 0.75)
+    cv.line((cx - r * 0.3, 6), (cx + r * 0.3, 6), 3, c0 * 0.7)  # handle
+    return finish(cv, rng)
+
+
+def water_barrier(rng):
+    """Interlocking plastic water-filled barriers, alternating red and white."""
+    n = int(rng.integers(1, 4))
+    seg = rng.uniform(1.4, 1.9) * 40
+    cv = Canvas(60, int(seg * n) + 4)
+    cols = [red(rng), white(rng)] if rng.random() < 0.8 else [orange(rng), white(rng)]
+    for i in range(n):
+        x0, x1 = 2 + i * seg, 2 + (i + 1) * seg - 2
+        c = cols[i % 2]
+        cv.poly([(x0, 58), (x1, 58), (x1 - 4, 14), (x0 + 4, 14)], c, board_shade(cv, rng))
+        cv.ellipse(((x0 + x1) / 2, 14), ((x1 - x0) / 2 - 4, 8), c * 0.95, start=180, end=360)
+        cv.ellipse(((x0 + x1) / 2, 10), (4, 2.5), c * 0.6)  # fill cap
+        cv.line((x0 + 6, 40), (x1 - 6, 40), 1.5, c * 0.75)
+    return finish(cv, rng, skew=0.5)
+
+
+HOARDING_WORDS = ("WORK IN PROGRESS", "METRO WORK", "INCONVENIENCE REGRETTED", "MEN AT WORK", "KEEP OUT",
+                  "ROAD WIDENING", "")
+
+
+def hoarding(rng):
+    """A site hoarding: a long wall of painted sheet panels (blue/green/white/yellow) with a striped
+    skirt, as metro and road-widening works put along the road (IDD's roadwork)."""
+    n = int(rng.integers(2, 6))
+    pw = rng.uniform(36, 50)
+    H = 70
+    cv = Canvas(H + 4, int(pw * n) + 4)
+    palette = [np.array([0.1, 0.3, 0.7]), np.array([0.1, 0.5, 0.25]), white(rng), np.array([0.95, 0.8, 0.1]),
+               np.array([0.85, 0.85, 0.8])]
+    base = palette[rng.integers(len(palette))] * rng.uniform(0.8, 1.05)
+    alt = palette[rng.integers(len(palette))] * rng.uniform(0.8, 1.05) if rng.random() < 0.4 else base
+    w = pw * n
+    for i in range(n):
+        cv.poly([(2 + i * pw, 2), (2 + (i + 1) * pw - 1, 2), (2 + (i + 1) * pw - 1, H), (2 + i * pw, H)],
+                base if i % 2 == 0 else alt, board_shade(cv, rng))
+    stripe_a, stripe_b = (np.array([0.95, 0.8, 0.1]), dark(rng)) if rng.random() < 0.6 else (red(rng), white(rng))
+    striped_board(cv, rng, 2, H - 14, w, H, stripe_a, stripe_b, rng.uniform(7, 12), 1)
+    if rng.random() < 0.5:
+        striped_board(cv, rng, 2, 2, w, 9, stripe_a, stripe_b, rng.uniform(7, 12), -1)
+    word = HOARDING_WORDS[rng.integers(len(HOARDING_WORDS))]
+    if word:
+        ink = white(rng) if base.mean() < 0.5 else dark(rng)
+        th = min(16.0, (w - 8) / max(1e-3, cv.text_width(word, 16)) * 16)
+        cv.text(word, (2 + w / 2, H * 0.45), th, ink)
+    for i in range(n + 1):
+        cv.line((2 + i * pw, 0), (2 + i * pw, H + 3), 1.5, np.full(3, 0.35))
+    return finish(cv, rng, skew=0.6)
+
+
+def arrow_board(rng):
+    """A trailer-mounted arrow board: black panel with a chevron of amber lamps."""
+    cv = Canvas(SIZE, 110)
+    black, amber = dark(rng), np.array([1.0, rng.uniform(0.6, 0.8), 0.1])
+    cv.line((55, 60), (55, SIZE - 14), 4, np.full(3, 0.4))
+    cv.poly([(20, SIZE - 16), (90, SIZE - 16), (90, SIZE - 8), (20, SIZE - 8)], orange(rng) * 0.9)
+    cv.ellipse((30, SIZE - 6), (6, 6), black)
+    cv.ellipse((80, SIZE - 6), (6, 6), black)
+    cv.poly([(4, 4), (106, 4), (106, 62), (4, 62)], black)
+    d = 1 if rng.random() < 0.5 else -1
+    pts = [(55 + d * 35, 33)] + [(55 + d * (35 - k * 9), 33 + s * k * 6) for k in range(1, 5) for s in (-1, 1)]
+    pts += [(55 + d * (30 - k * 12), 33) for k in range(1, 6)]
+    for x, y in pts:
+        cv.ellipse((x, y), (3, 3), amber)
+    return finish(cv, rng, skew=0.3)
+
+
+def excavation(rng):
+    """Dug-up road: a mound of earth beside a dark trench, broken asphalt edges, stones."""
+    w = rng.uniform(2.5, 4.0) * 40
+    cv = Canvas(44, int(w) + 4)
+    earth = np.array([rng.uniform(0.4, 0.6), rng.uniform(0.3, 0.42), rng.uniform(0.18, 0.28)])
+    xs = np.linspace(2, w, 12)
+    top = 40 - np.clip(np.sin(np.linspace(0, np.pi, 12)) * rng.uniform(18, 34) + rng.normal(0, 3, 12), 2, 40)
+    cv.poly([(2, 42)] + list(zip(xs, top)) + [(w, 42)], earth, board_shade(cv, rng))
+    y, x = cv.grid()
+    grain = (0.85 + 0.3 * np.random.default_rng(int(rng.integers(1 << 30))).random(y.shape)).astype(np.float32)
+    cv.rgb *= np.where(cv.a[..., None] > 0, grain[..., None], 1)
+    hole_x = rng.uniform(0.1, 0.5) * w
+    cv.ellipse((hole_x + w * 0.2, 38), (w * 0.22, 5), dark(rng) * 0.6)
+    asphalt = np.full(3, rng.uniform(0.25, 0.4))
+    for _ in range(int(rng.integers(3, 8))):
+        cx, cy = rng.uniform(4, w), rng.uniform(30, 41)
+        cv.poly([(cx, cy), (cx + rng.uniform(3, 8), cy - rng.uniform(0, 3)), (cx + rng.uniform(2, 6), cy + 3)],
+                asphalt if rng.random() < 0.5 else earth * 0.7)
+    return finish(cv, rng)
+
+
 DRAWERS = {"cone_drawn": cone_drawn, "barrel": barrel, "delineator": delineator, "barricade": barricade,
-           "sign": sign, "jersey": jersey, "fence": fence}
+           "sign": sign, "jersey": jersey, "fence": fence, "worker": worker, "machine": machine, "drum": drum,
+           "water_barrier": water_barrier, "hoarding": hoarding, "arrow_board": arrow_board, "excavation": excavation}
