@@ -32,7 +32,9 @@ class TierConfig(_Strict):
     batch_size: int = Field(32, ge=1)
     # Escalate to the next tier when this tier's calibrated probability lies inside [low, high].
     band: tuple[float, float] = (0.2, 0.8)
-    # Relative cost per image; measured values override it (ms on the reference GPU).
+    # ms per image, used by the router's deadline and by calibrate-cascade's budget. None: the model
+    # folder's measured cost_ms (else the family's default). calibrate-cascade replaces it with what it
+    # measures and writes that into the config it outputs: a measurement always wins over an estimate.
     cost: float | None = Field(None, ge=0)
     options: dict[str, Any] = Field(default_factory=dict)  # family-specific settings
 

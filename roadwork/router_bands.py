@@ -177,6 +177,7 @@ def calibrate_cascade(data: str, config: str | None, out: str, budget_ms: float 
                       probs_cache: str | None = None, seed: int = 0, log: Any = print) -> CascadeFit:
     """Run every tier of `config` on the labelled images of `data`, fit missing tier calibrators,
     a stacker and the bands, and write the calibrated config to `out` (json files beside it)."""
+    import json
     from pathlib import Path
 
     from roadwork.config import load_config
@@ -184,6 +185,7 @@ def calibrate_cascade(data: str, config: str | None, out: str, budget_ms: float 
     from roadwork.decode import ImageError
     from roadwork.stacker import Stacker
     from roadwork.tiers import create_tier
+    from roadwork.tiers.calibrator import LogisticCalibrator
 
     cfg = load_config(config)
     names = [t.name for t in cfg.tiers]
@@ -195,6 +197,9 @@ def calibrate_cascade(data: str, config: str | None, out: str, budget_ms: float 
         if list(z["names"]) != names:
             raise ValueError(f"{cache}: cached tiers {list(z['names'])} differ from the config's {names}")
         probs, ms, y = z["probs"], z["ms"], z["labels"]
+        # the cached probabilities were computed through these calibrators: they go with them
+        fitted = {k: LogisticCalibrator.from_dict(d, f"{cache}: {k}")
+                  for k, d in json.loads(str(z["calibrators"])).items()} if "calibrators" in z else {}
         log(f"read tier outputs for {len(y)} images from {cache}")
     else:
         records = open_source(data).records()
@@ -213,13 +218,16 @@ def calibrate_cascade(data: str, config: str | None, out: str, budget_ms: float 
             raise ValueError(f"{data}: calibration needs both labels, got {sorted(set(y.tolist()))}")
         tiers = [create_tier(t) for t in cfg.tiers]
         probs, ms, fitted = tier_outputs(tiers, images, y, fit_calibrators, log=log)
-        for name, cal in fitted.items():
-            path = cal.save(f"{stem}.{name}.calibrator.json")
-            cfg.tiers[names.index(name)].options["calibrator"] = str(path)
-            log(f"{name}: fitted calibrator -> {path}")
         if cache is not None:
-            np.savez(cache, probs=probs, ms=ms, labels=y, names=np.array(names))
-    costs = [t.cost if t.cost is not None else float(m) for t, m in zip(cfg.tiers, ms)]
+            cals = json.dumps({k: c.to_dict() for k, c in fitted.items()})
+            np.savez(cache, probs=probs, ms=ms, labels=y, names=np.array(names), calibrators=np.array(cals))
+    for name, cal in fitted.items():
+        path = cal.save(f"{stem}.{name}.calibrator.json")
+        cfg.tiers[names.index(name)].options["calibrator"] = str(path)
+        log(f"{name}: fitted calibrator -> {path}")
+    # One precedence for costs: what this run measured replaces the configured cost (the config's
+    # `cost` is the estimate until a measurement exists), and the written config carries it.
+    costs = [float(m) for m in ms]
     stacker = None
     if len(names) > 1:
         stacker = Stacker.fit(names, probs, y)

@@ -191,12 +191,19 @@ def test_calibrate_cascade_cli_writes_a_loadable_config(tier_cfgs, tmp_path):
     engine = Engine.from_config(Config.from_yaml(out))
     assert engine.tiers[1].calibrated and engine.tiers[2].calibrated and engine.stacker is not None
     assert len(engine.predict(solid((250, 120, 0), 2))) == 2
-    # second run reads the cached tier outputs and gives the same bands
-    out2 = tmp_path / "out2.yaml"
+    # second run reads the cached tier outputs and writes the same config: bands, costs, stacker
+    # and the tier calibrators the cached probabilities were computed with
+    out2 = tmp_path / "out2" / "cascade.yaml"
     r = CliRunner().invoke(app, ["calibrate-cascade", "--data", str(data), "--config", str(tmp_path / "in.yaml"),
                                  "--out", str(out2), "--budget", "8", "--probs", str(tmp_path / "p.npz")])
     assert r.exit_code == 0 and "read tier outputs" in r.output
-    assert [t["band"] for t in yaml.safe_load(out2.read_text())["tiers"]] == [t["band"] for t in written["tiers"]]
+    again = yaml.safe_load(out2.read_text().replace(str(out2.parent), str(out.parent)))
+    assert again == written
+    for name in ("clip", "detr"):
+        assert (out2.parent / f"cascade.{name}.calibrator.json").read_text() == \
+            (out.parent / f"cascade.{name}.calibrator.json").read_text()
+    # measured costs replace the configured ones (the one precedence the config documents)
+    assert [t["cost"] for t in written["tiers"]] != [c.cost for c in tier_cfgs[:3]]
 
 
 # ---- views and video --------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The remote VLM client against a real OpenAI-compatible HTTP server on loopback.
 
-vLLM and SGLang need a GPU, so the server here is `roadwork.serve.openai_vlm` (FastAPI + uvicorn)
+vLLM and SGLang need a GPU, so the server here is `tests/openai_vlm.py` (FastAPI + uvicorn)
 running the tiny in-process Qwen2.5-VL; the client speaks the same chat-completions protocol to it.
 """
 
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from openai_vlm import create_app
 from roadwork.config import TierConfig
-from roadwork.serve.openai_vlm import create_app
 from roadwork.tiers import create_tier
 from roadwork.tiers.vlm import yes_no_logit
 from tiny_models import start_server, tiny_dir
@@ -78,3 +78,25 @@ def test_remote_errors_name_the_tier_and_server(served):
     assert r.status_code == 400 and "data: image URLs" in r.text
     with pytest.raises(ValueError, match="needs options.base_url"):
         create_tier(TierConfig(name="r", kind="remote_vlm", model="m"))
+
+
+def test_no_yes_or_no_in_the_answer_is_exactly_one_half_after_calibration():
+    """A server whose top tokens hold neither yes nor no: the tier logs 'answering 0.5' and must
+    answer 0.5, also through a calibrator (logit 0 would become sigmoid(b) != 0.5)."""
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    def complete(body: dict) -> dict:
+        top = [{"token": "maybe", "logprob": -0.1}, {"token": "perhaps", "logprob": -2.5}]
+        return {"choices": [{"logprobs": {"content": [{"token": "maybe", "logprob": -0.1, "top_logprobs": top}]}}]}
+
+    url, stop = start_server(app)
+    try:
+        remote = create_tier(TierConfig(name="r", kind="remote_vlm", model="m",
+                                        options={"base_url": url,
+                                                 "calibrator": {"a": 2.0, "b": 1.5}}))
+        np.testing.assert_array_equal(remote.predict(frames(3)), [0.5, 0.5, 0.5])
+    finally:
+        stop()

@@ -54,6 +54,8 @@ class LogisticCalibrator:
 
         x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
         y = np.asarray(y, dtype=int)
+        finite = np.isfinite(x).all(axis=1)  # e.g. a remote VLM that answered neither yes nor no
+        x, y = x[finite], y[finite]
         if len(np.unique(y)) < 2:
             raise ValueError(f"calibrator: labels need both classes, got only {sorted(set(y.tolist()))}")
         lr = LogisticRegression(C=c, class_weight=class_weight, max_iter=1000)

@@ -2,7 +2,7 @@
 
 kind `vlm`: in-process transformers `AutoModelForImageTextToText` + `AutoProcessor` with the
 model's chat template (Qwen2.5-VL, Qwen3-VL, SmolVLM / Idefics3, LLaVA-class ...).
-kind `remote_vlm`: an OpenAI-compatible server (vLLM, SGLang, or `roadwork.serve.openai_vlm`)
+kind `remote_vlm`: an OpenAI-compatible server (vLLM, SGLang, or the test server `tests/openai_vlm.py`)
 asked with `max_tokens=1, logprobs=True, top_logprobs=K`; the image travels as a data URL.
 
 Both read the answer from log-probabilities, never from parsed text: the feature is
@@ -195,9 +195,11 @@ class RemoteVLMTier(FeatureTier):
                                "is logprobs supported by this server?") from None
         z = yes_no_logit(top)
         if z is None:
+            # NaN, not logit 0: a calibrator would map 0 to sigmoid(intercept), not to 0.5; the
+            # tier's probability turns NaN into exactly 0.5 after any calibrator (clean_probs)
             log.warning("tier %s: neither yes nor no among the top %d tokens %s; answering 0.5", self.name,
                         len(top), [t for t, _ in top[:5]])
-            return 0.0
+            return math.nan
         return z
 
     def features(self, images: Sequence[Image.Image]) -> np.ndarray:
