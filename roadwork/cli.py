@@ -388,7 +388,7 @@ def train(
 ) -> None:
     """Train (or fine-tune, LoRA/DoRA) a roadwork classifier, calibrate it, and save a pipeline-ready folder.
 
-    Same flags under `torchrun` / `accelerate launch` (DDP), or as `python -m roadwork.train`."""
+    Same flags under `torchrun` (DDP), or as `python -m roadwork.train`."""
     args = dict(locals())  # first statement: exactly the options above
     from roadwork.train.config import TrainConfig
     from roadwork.train.finetune import train as run

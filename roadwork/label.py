@@ -28,9 +28,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from roadwork.config import Config
-from roadwork.data import DataError, ManifestSource, ParquetSource, Record, iter_video_frames, open_source
+from roadwork.data import (DataError, ManifestSource, ParquetSource, Record, expand_paths, iter_video_frames,
+                           open_source)
 from roadwork.decode import VIDEO_SUFFIXES, ImageError, load_image
-from roadwork.predict import expand_paths
 
 log = logging.getLogger(__name__)
 
@@ -403,13 +403,11 @@ def label_main(specs: Sequence[str], out: Path, model: str | None, config: Path 
                console: Console | None = None, **kw: Any) -> int:
     """The CLI's body: exit 0 when every shard is written (error rows included), 1 when shards
     failed (rerun with --resume), 2 when the job cannot start."""
-    from roadwork.config import ConfigError, load_config
+    from roadwork.config import ConfigError, shell_config
 
     console = console or Console(stderr=True)
     try:
-        cfg = load_config(config)
-        if model:
-            cfg.tiers[0].model = model
+        cfg = shell_config(config, model)
         s = run_label(specs, out, cfg, console=console, **kw)
     except (ConfigError, LabelError) as e:
         console.print(f"[red]{e}[/red]", highlight=False, soft_wrap=True)

@@ -25,7 +25,7 @@ def images(n: int = 4, seed: int = 0) -> list[Image.Image]:
 
 
 def _remote_cfg():
-    from roadwork.serve.openai_vlm import create_app
+    from openai_vlm import create_app
 
     vlm = create_tier(TierConfig(name="v", kind="vlm", model=str(tiny_dir("qwen25_vl")), device="cpu"))
     url, stop = start_server(create_app(vlm, "tiny"))
@@ -45,7 +45,6 @@ CASES = {
     "vlm": [lambda tmp: (TierConfig(name="vlm", kind="vlm", model=str(tiny_dir("qwen25_vl")), device="cpu",
                                     batch_size=3), None)],
     "remote_vlm": [lambda tmp: _remote_cfg()],
-    "yolo": [],  # ultralytics is optional: see test_yolo_without_ultralytics
     "color": [lambda tmp: (TierConfig(name="color", kind="color"), None)],  # the shipped models/color json
     "onnx": [lambda tmp: (TierConfig(kind="onnx", model=str(_exported(tmp))), None)],
 }
@@ -61,6 +60,7 @@ def _exported(tmp):
 
 def test_every_registered_kind_has_a_case():
     assert set(available_tiers()) <= set(CASES), "add a tiny-model case for the new tier kind"
+    assert all(CASES[k] for k in available_tiers()), "every registered kind needs at least one case"
 
 
 @pytest.mark.parametrize("kind,i", [(k, i) for k, fs in CASES.items() for i in range(len(fs))])
@@ -167,16 +167,6 @@ def test_detector_calibrator_fit_save_load(name, tmp_path):
     np.testing.assert_allclose(p, cal.predict_proba(x))
     again = create_tier(cfg.model_copy(update={"options": {**cfg.options, "calibrator": str(tmp_path / "cal.json")}}))
     np.testing.assert_allclose(again.predict(batch), p, atol=1e-9)
-
-
-def test_yolo_without_ultralytics():
-    try:
-        import ultralytics  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match="needs ultralytics"):
-            create_tier(TierConfig(name="y", kind="yolo", model="yolo11n.pt"))
-    else:  # pragma: no cover - ultralytics is not a roadwork dependency
-        pytest.skip("ultralytics installed; the YOLO tier is exercised by benchmarks, not unit tests")
 
 
 # ---- VLM --------------------------------------------------------------------------------------

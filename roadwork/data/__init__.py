@@ -12,6 +12,7 @@ from pathlib import Path
 from roadwork.data.folder import FolderSource, label_folders
 from roadwork.data.manifest import ManifestSource
 from roadwork.data.parquet import ParquetRecord, ParquetSource
+from roadwork.data.paths import expand_paths
 from roadwork.data.records import DataError, Record, Sample, Source
 from roadwork.data.split import group_kfold, group_split, leave_sources_out, summarize
 from roadwork.data.video import VideoFrameRecord, VideoSource, iter_video_frames, read_frame_at
@@ -19,7 +20,7 @@ from roadwork.decode import VIDEO_SUFFIXES
 
 __all__ = [
     "DataError", "FolderSource", "ManifestSource", "ParquetRecord", "ParquetSource", "Record", "Sample",
-    "Source", "VideoFrameRecord", "VideoSource", "group_kfold", "group_split", "iter_video_frames",
+    "Source", "VideoFrameRecord", "VideoSource", "expand_paths", "group_kfold", "group_split", "iter_video_frames",
     "leave_sources_out", "open_source", "read_frame_at", "summarize",
 ]
 

@@ -21,7 +21,6 @@ _LAZY = {
     "classifier": "roadwork.tiers.classifier",
     "zeroshot": "roadwork.tiers.zeroshot",
     "detector": "roadwork.tiers.detector",
-    "yolo": "roadwork.tiers.detector",
     "vlm": "roadwork.tiers.vlm",
     "remote_vlm": "roadwork.tiers.vlm",
     "color": "roadwork.tiers.color",

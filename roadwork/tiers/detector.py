@@ -1,8 +1,10 @@
 """Object-detector tiers: roadwork objects found -> features -> calibrated P(roadwork).
 
 kind `detector`: any transformers `AutoModelForObjectDetection` checkpoint (RT-DETR, RT-DETRv2,
-D-FINE, DETR, Deformable/Conditional DETR, YOLOS ...). kind `yolo`: an ultralytics YOLO weights file,
-only when ultralytics is installed (it is not a dependency of roadwork).
+D-FINE, DETR, Deformable/Conditional DETR, YOLOS ...). There is no ultralytics YOLO kind: ultralytics
+(AGPL-3.0) pulls the non-headless opencv-python beside our opencv-python-headless, turns telemetry on
+and pip-installs packages at run time, the three traps STYLE.md names for an exposed miner; a YOLO
+model exported to a transformers-format detector, or RT-DETR/D-FINE, fills the same role.
 
 A class map groups the detector's label names into roadwork groups (cones, barrels, barriers,
 signs, workers, machines). Per image the features are, for each group, the best score and
@@ -12,7 +14,7 @@ probability; without one the tier answers the best roadwork score, which is a ra
 calibrated probability.
 
 Options: class_map {group: [label names or ids]}, min_score (detections kept, default 0.05),
-count_threshold (default 0.3), calibrator (dict or json path), image_size (YOLO only).
+count_threshold (default 0.3), calibrator (dict or json path).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from roadwork.tiers import register_tier
 from roadwork.tiers.base import resolve_device, resolve_dtype
 from roadwork.tiers.calibrator import FeatureTier, fit_calibrator, load_calibrator
 
-__all__ = ["DEFAULT_CLASS_MAP", "DetectorTier", "YoloTier", "detection_features", "fit_calibrator", "resolve_class_map"]
+__all__ = ["DEFAULT_CLASS_MAP", "DetectorTier", "detection_features", "fit_calibrator", "resolve_class_map"]
 
 # Names from Objects365 (D-FINE *-obj365), COCO and common roadwork data sets; matched without case.
 # COCO alone has none of cones, barrels, barriers or machines: a COCO detector only sees the
@@ -42,7 +44,7 @@ DEFAULT_CLASS_MAP: dict[str, list[str]] = {
     "worker": ["helmet", "worker", "construction worker", "hard hat", "safety vest"],
     "machine": ["machinery vehicle", "crane", "excavator", "bulldozer", "construction vehicle", "machine"],
 }
-_KNOWN = {"class_map", "min_score", "count_threshold", "calibrator", "image_size"}
+_KNOWN = {"class_map", "min_score", "count_threshold", "calibrator"}
 Detections = tuple[np.ndarray, np.ndarray, np.ndarray]  # scores (K,), label ids (K,), boxes xyxy in [0,1] (K,4)
 
 
@@ -137,33 +139,6 @@ class DetectorTier(_DetectionTier):
         return [(r["scores"].cpu().numpy(), r["labels"].cpu().numpy(), r["boxes"].cpu().numpy()) for r in res]
 
 
-class YoloTier(_DetectionTier):
-    kind = "yolo"
-
-    def __init__(self, cfg: TierConfig):
-        try:
-            from ultralytics import YOLO
-        except ImportError as e:
-            raise ImportError(f"tier '{cfg.name}': kind 'yolo' needs ultralytics (pip install ultralytics); "
-                              "it is not installed with roadwork") from e
-        self.device = resolve_device(cfg.device)
-        self.model = YOLO(cfg.model)
-        self.image_size = int(cfg.options.get("image_size", 640))
-        self.cost = cfg.cost if cfg.cost is not None else 5.0
-        self._setup(cfg, {int(k): v for k, v in self.model.names.items()})
-
-    def detect(self, images: Sequence[Image.Image]) -> list[Detections]:
-        res = self.model.predict(list(images), conf=self.min_score, imgsz=self.image_size, device=str(self.device),
-                                 verbose=False)
-        return [(r.boxes.conf.cpu().numpy(), r.boxes.cls.cpu().numpy().astype(int), r.boxes.xyxyn.cpu().numpy())
-                for r in res]
-
-
 @register_tier("detector")
 def _build(cfg: TierConfig) -> DetectorTier:
     return DetectorTier(cfg)
-
-
-@register_tier("yolo")
-def _build_yolo(cfg: TierConfig) -> YoloTier:
-    return YoloTier(cfg)

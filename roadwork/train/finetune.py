@@ -5,7 +5,7 @@
             -> best weights -> merge LoRA -> fit T and threshold on val -> fold into the head
             -> save_pretrained folder + roadwork.json + train_config.yaml + model cards
 
-Runs on one CPU, one GPU, or several GPUs under `torchrun` / `accelerate launch` (DDP when
+Runs on one CPU, one GPU, or several GPUs under `torchrun` (DDP when
 WORLD_SIZE > 1; rank 0 logs and saves). Imports stay light (torch, transformers, numpy, PIL, yaml;
 rich only if present) because the GPU machines have few of our other dependencies.
 """

@@ -5,7 +5,7 @@ It answers exactly what the `remote_vlm` tier asks (one image + one question, `m
 be exercised end to end without vLLM or SGLang (which need a GPU). For production serving use
 vLLM or SGLang; this server processes one request at a time on the device it is given.
 
-    python -m roadwork.serve.openai_vlm --model Qwen/Qwen2.5-VL-3B-Instruct --port 8001
+    python tests/openai_vlm.py --model Qwen/Qwen2.5-VL-3B-Instruct --port 8001
 """
 
 from __future__ import annotations
