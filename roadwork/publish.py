@@ -211,6 +211,8 @@ def write_cards(folder: str | Path, model_name: str | None = None, version: str 
     desc = description or ("Roadwork image classifier (SN72), labels None/Roadwork, calibrated; "
                            f"{meta.get('arch') or meta.get('init') or 'transformers'}"
                            + (f", cross-source MCC {cross:.2f}" if isinstance(cross, float) else "") + ".")
+    if meta.get("warning"):  # e.g. a degenerate calibration: the card must not read as a working model
+        desc = f"WARNING: {meta['warning']}. {desc}"
     card = model_card(name, desc, version, submitted_by, submission_time)
     (folder / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
     (folder / "README.md").write_text(readme(folder, name))

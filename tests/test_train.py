@@ -495,3 +495,14 @@ def test_cli_train_smoke_runs(tiny_data, tmp_path):
     assert result.exit_code == 0, result.output
     meta = json.loads((out / "roadwork.json").read_text())
     assert meta["arch"] == "resnet-tiny" and meta["epochs_run"] == 1 and math.isfinite(meta["temperature"])
+
+
+def test_degenerate_calibration_is_named():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    flat = rng.normal(0, 0.05, 400)  # margins with no signal: T runs to its bound, outputs sit near 0.5
+    calib = cal.calibrate(flat, y)
+    why = cal.degenerate(calib, flat)
+    assert why and "constant" in why
+    good = np.where(y == 1, 2.0, -2.0) + rng.normal(0, 1, 400)
+    assert cal.degenerate(cal.calibrate(good, y), good) is None

@@ -298,6 +298,9 @@ def _finish(model: nn.Module, processor: Any, cfg: TrainConfig, split: "prep.Spl
     model = models.unwrap(model).float().to(memory_format=torch.contiguous_format)
     d_val = margins(model, val[0], device, mean, std, bf16=False)
     calib = cal.calibrate(d_val, val[1])
+    warning = cal.degenerate(calib, d_val)
+    if warning:  # loud, and in roadwork.json and the cards: a constant answer must not pass as a model
+        rep.info(f"WARNING: degenerate calibration: {warning}")
     cal.fold_into_head(model, calib["temperature"], calib["threshold"])
     # from here on the model's own softmax is the calibrated probability, decided at 0.5
     summary: dict[str, Any] = {
@@ -312,6 +315,8 @@ def _finish(model: nn.Module, processor: Any, cfg: TrainConfig, split: "prep.Spl
         "split": prep.split_info(cfg, split), "command": cfg.command(), "history": state["history"],
         "licenses": publish.data_licenses(cfg.data + cfg.synth),
     }
+    if warning:
+        summary["warning"] = f"degenerate calibration: {warning}"
     if len(cross[1]):
         p_cross = sigmoid(margins(model, cross[0], device, mean, std, bf16=False))
         summary["cross"] = binary_metrics(cross[1], p_cross)

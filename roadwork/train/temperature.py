@@ -121,6 +121,25 @@ def calibrate(margins: np.ndarray, labels: np.ndarray, balanced: bool = True) ->
             "val_mcc_at_threshold": best}
 
 
+NARROW_BAND = 0.1  # calibrated validation outputs spread (5th-95th percentile) less than this: a constant answer
+
+
+def degenerate(calib: dict[str, Any], margins: np.ndarray) -> str | None:
+    """Why a fitted calibration makes a model that answers (almost) a constant, or None. A temperature at
+    its bound means the fit found no usable signal (T = 20 with every output in 0.51-0.54, seen on a
+    small CPU run); such a model must not be saved silently."""
+    why = []
+    T = calib["temperature"]
+    if T >= T_RANGE[1] or T <= T_RANGE[0]:
+        why.append(f"temperature {T:g} is at its bound {T_RANGE}")
+    p = calibrated_prob(margins, T, calib["threshold"])
+    if len(p):
+        lo, hi = np.percentile(p, [5, 95])
+        if hi - lo < NARROW_BAND:
+            why.append(f"90% of validation outputs lie in {lo:.2f}-{hi:.2f}")
+    return "; ".join(why) + ": the model answers nearly a constant" if why else None
+
+
 # ---- folding into the model ------------------------------------------------------------------------
 def head_linear(model: nn.Module) -> nn.Linear:
     """The final Linear layer that produces the class logits of an image classifier."""
