@@ -80,6 +80,13 @@ def predict(
     fps: float = FpsOpt,
     views: Optional[str] = typer.Option(None, help="The images are views of one place: also print one decision, "
                                         "combined by noisy_or, max, mean_logit or mean."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write OUT/zones.geojson and OUT/map.html "
+                                       "(positions: EXIF GPS of photos, --gpx for videos)."),
+    gpx: Optional[Path] = typer.Option(None, "--gpx", help="GPS track of the video(s): .gpx, or .csv time_s,lat,lon "
+                                       "(default: VIDEO.gpx beside each video)."),
+    gps_offset: float = typer.Option(0.0, "--gps-offset", help="Seconds added to video time to match the track."),
+    tiles: Optional[str] = typer.Option(None, "--tiles", help="Base-map tile URL template .../{z}/{x}/{y}.png "
+                                        "(default: none, the map is drawn offline)."),
 ) -> None:
     """Probability of roadwork and a label for each image (and work-zone intervals for videos)."""
     from roadwork.predict import run_predict
@@ -87,8 +94,16 @@ def predict(
 
     if views is not None and views not in VIEW_METHODS:
         raise _fail(f"--views: unknown method {views!r} (known: {', '.join(VIEW_METHODS)})")
+    geo = None
+    if out is not None:
+        from roadwork.geo import GeoCollector, GeoError
+
+        try:
+            geo = GeoCollector(gpx, gps_offset, tiles)
+        except GeoError as e:
+            raise _fail(str(e))
     code = run_predict(paths, _engine(model, config), as_json=as_json, batch_size=batch_size, fps=fps,
-                       console=console, views=views)
+                       console=console, views=views, geo=geo, out=out)
     raise typer.Exit(code)
 
 

@@ -15,7 +15,8 @@ from roadwork.engine import Engine
 
 
 def run_predict(paths: Sequence[str], engine: Engine, as_json: bool = False, batch_size: int = 16,
-                fps: float = 2.0, console: Console | None = None, views: str | None = None) -> int:
+                fps: float = 2.0, console: Console | None = None, views: str | None = None,
+                geo=None, out: str | Path | None = None) -> int:
     """Print one line per image (or error), in argument order; returns the exit code (1 if any input
     failed or gave nothing). With `views` (a combination method), the images are views of one place and
     a last line gives the one decision."""
@@ -32,10 +33,14 @@ def run_predict(paths: Sequence[str], engine: Engine, as_json: bool = False, bat
                 failed += 1
                 _emit_error(f"{first.item}: {first.why}", first.item, as_json, console)
             elif first.suffix.lower() in VIDEO_SUFFIXES:
-                failed += _predict_video(first, engine, as_json, fps, console)
+                failed += _predict_video(first, engine, as_json, fps, console, geo)
             else:
-                failed += _predict_images(run, engine, as_json, console, probs)
+                failed += _predict_images(run, engine, as_json, console, probs, geo)
                 bar.advance(task, len(run))
+    if geo is not None and out is not None:
+        written = geo.write(out)
+        console.print(f"work-zone map: {written} and {Path(out) / 'map.html'}" if written
+                      else "no GPS position for any input: no zones.geojson written")
     if views and probs:
         _emit_views(probs, views, engine.threshold, as_json)
     return 1 if failed else 0
@@ -59,7 +64,8 @@ def _runs(entries: list[Path | Miss], batch_size: int) -> Iterator[list]:
         yield batch
 
 
-def _predict_images(paths: list[Path], engine: Engine, as_json: bool, console: Console, probs: list[float]) -> int:
+def _predict_images(paths: list[Path], engine: Engine, as_json: bool, console: Console, probs: list[float],
+                    geo=None) -> int:
     """Predict one batch; print a line per image (an error line for an unreadable one) in order."""
     images, failed = {}, 0
     for i, f in enumerate(paths):
@@ -76,6 +82,8 @@ def _predict_images(paths: list[Path], engine: Engine, as_json: bool, console: C
             continue
         r = results[i]
         probs.append(r.prob)
+        if geo is not None:  # a roadwork.geo.GeoCollector: the photo's EXIF position
+            geo.add_image(f, r.prob, r.label)
         if as_json:
             print(json.dumps({"path": str(f), "prob": round(r.prob, 6), "label": r.label, "tier": r.tier}), flush=True)
         else:
@@ -100,7 +108,7 @@ def _emit_error(msg: str, path: str, as_json: bool, console: Console) -> None:
     console.print(f"[red]error[/red] {msg}", soft_wrap=True, highlight=False)
 
 
-def _predict_video(path: Path, engine: Engine, as_json: bool, fps: float, console: Console) -> int:
+def _predict_video(path: Path, engine: Engine, as_json: bool, fps: float, console: Console, geo=None) -> int:
     try:
         from roadwork.sequence import predict_video
     except ImportError:
@@ -111,6 +119,8 @@ def _predict_video(path: Path, engine: Engine, as_json: bool, fps: float, consol
     except ImageError as e:
         _emit_error(str(e), str(path), as_json, console)
         return 1
+    if geo is not None:
+        geo.add_video(path, report.times, report.probs, report.intervals)
     if as_json:
         print(json.dumps({"path": str(path), **report.to_dict()}), flush=True)
     else:

@@ -1,0 +1,138 @@
+"""GPS in `roadwork predict --out`: a short video made here with a matching GPX track (gpxpy
+writes it), and photos carrying EXIF GPS written with Pillow; the GeoJSON and the offline map."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import ExifTags, Image
+from typer.testing import CliRunner
+
+from roadwork.cli import app
+from roadwork.geo import GeoCollector, photo_position, read_track
+from roadwork.geo.mappage import map_html
+
+START = datetime(2026, 5, 4, 9, 30, tzinfo=timezone.utc)
+runner = CliRunner()
+
+
+def _video(path: Path, seconds: int = 4, rate: int = 8) -> Path:
+    import av
+
+    with av.open(str(path), "w") as c:
+        c.metadata["creation_time"] = START.strftime("%Y-%m-%dT%H:%M:%S.000000Z")
+        s = c.add_stream("mpeg4", rate=rate)
+        s.width, s.height, s.pix_fmt = 48, 32, "yuv420p"
+        for i in range(seconds * rate):
+            c.mux(s.encode(av.VideoFrame.from_ndarray(np.full((32, 48, 3), 7 * i % 256, np.uint8), format="rgb24")))
+        c.mux(s.encode())
+    return path
+
+
+def _gpx(path: Path, n: int = 6) -> Path:
+    """A drive north along a meridian, one point a second from the video's start."""
+    import gpxpy.gpx
+
+    gpx = gpxpy.gpx.GPX()
+    seg = gpxpy.gpx.GPXTrackSegment()
+    for i in range(n):
+        seg.points.append(gpxpy.gpx.GPXTrackPoint(52.5 + 0.0001 * i, 13.4, time=START + timedelta(seconds=i)))
+    trk = gpxpy.gpx.GPXTrack()
+    trk.segments.append(seg)
+    gpx.tracks.append(trk)
+    path.write_text(gpx.to_xml())
+    return path
+
+
+def _photo(path: Path, lat: float, lon: float) -> Path:
+    exif = Image.Exif()
+    gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
+    gps[ExifTags.GPS.GPSLatitudeRef], gps[ExifTags.GPS.GPSLatitude] = ("S" if lat < 0 else "N"), _dms(abs(lat))
+    gps[ExifTags.GPS.GPSLongitudeRef], gps[ExifTags.GPS.GPSLongitude] = ("W" if lon < 0 else "E"), _dms(abs(lon))
+    exif[ExifTags.Base.DateTime] = "2026:05:04 09:31:00"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)).save(path, exif=exif)
+    return path
+
+
+def _dms(v: float):
+    d = int(v)
+    m = int((v - d) * 60)
+    return (float(d), float(m), round((v - d - m / 60) * 3600, 4))
+
+
+
+
+def test_exif_gps_round_trips(tmp_path):
+    lat, lon, ts = photo_position(_photo(tmp_path / "a.jpg", -33.8688, 151.2093))
+    assert lat == pytest.approx(-33.8688, abs=1e-5) and lon == pytest.approx(151.2093, abs=1e-5)
+    assert ts == datetime(2026, 5, 4, 9, 31, tzinfo=timezone.utc).timestamp()
+    Image.new("RGB", (8, 8)).save(tmp_path / "plain.jpg")
+    assert photo_position(tmp_path / "plain.jpg") is None
+
+
+def test_zone_follows_the_gpx_track_by_time(tmp_path):
+    video = _video(tmp_path / "drive.mp4")
+    geo = GeoCollector(_gpx(tmp_path / "track.gpx"), offset_s=0.0)
+    times = [0.5 * k for k in range(8)]
+    probs = [0.1, 0.1, 0.9, 0.9, 0.9, 0.1, 0.1, 0.1]  # a zone from 1.0 s to 2.5 s
+    geo.add_video(video, times, probs, [(1.0, 2.5)])
+    zone = next(f for f in geo.features if f["properties"]["kind"] == "zone")
+    lats = [c[1] for c in zone["geometry"]["coordinates"]]
+    assert zone["geometry"]["type"] == "LineString"
+    assert lats[0] == pytest.approx(52.5001, abs=1e-6) and lats[-1] == pytest.approx(52.50025, abs=1e-6)
+    p = zone["properties"]
+    assert p["start_time"] == "2026-05-04T09:30:01+00:00" and p["peak_prob"] == 0.9 and p["mean_prob"] == 0.9
+    assert p["frames"] == [f"{video}#t=1s", f"{video}#t=1.5s", f"{video}#t=2s"]
+    shifted = GeoCollector(tmp_path / "track.gpx", offset_s=2.0)  # the camera clock 2 s behind the GPS
+    shifted.add_video(video, times, probs, [(1.0, 2.5)])
+    z2 = next(f for f in shifted.features if f["properties"]["kind"] == "zone")
+    assert z2["geometry"]["coordinates"][0][1] == pytest.approx(52.5003, abs=1e-6)
+
+
+def test_csv_track_and_bad_tracks(tmp_path):
+    (tmp_path / "t.csv").write_text("time_s,lat,lon\n0,10,20\n2,10.002,20\n")
+    assert read_track(tmp_path / "t.csv").at(1.0) == pytest.approx((10.001, 20.0))
+    (tmp_path / "bad.csv").write_text("t,x\n1,2\n")
+    from roadwork.geo import GeoError
+
+    with pytest.raises(GeoError, match="time_s,lat,lon"):
+        read_track(tmp_path / "bad.csv")
+    (tmp_path / "bad.gpx").write_text("<gpx><oops")
+    with pytest.raises(GeoError, match="bad.gpx"):
+        read_track(tmp_path / "bad.gpx")
+
+
+def test_predict_out_writes_geojson_and_an_offline_map(tiny_vit_dir, tmp_path):
+    data = tmp_path / "in"
+    data.mkdir()
+    video = _video(data / "drive.mp4")
+    _gpx(data / "drive.gpx")  # beside the video, same name: used without --gpx
+    _photo(data / "p1.jpg", 52.5002, 13.4003)
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["predict", str(data), "--model", str(tiny_vit_dir), "--out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    fc = json.loads((out / "zones.geojson").read_text())
+    kinds = sorted(f["properties"]["kind"] for f in fc["features"])
+    assert "track" in kinds and len([k for k in kinds if k in ("zone", "photo")]) >= 1
+    track = next(f for f in fc["features"] if f["properties"]["kind"] == "track")
+    assert track["properties"]["source"] == str(video) and len(track["geometry"]["coordinates"]) == 8
+    page = (out / "map.html").read_text()
+    assert "<svg" in page and "<polyline" in page and "http" not in page.replace("http://www.w3.org/2000/svg", "")
+    bad = runner.invoke(app, ["predict", str(data), "--model", str(tiny_vit_dir), "--out", str(out),
+                              "--gpx", str(tmp_path / "missing.gpx")])
+    assert bad.exit_code == 2 and "missing.gpx" in bad.output
+
+
+def test_map_escapes_text_and_uses_tiles_only_when_configured(tmp_path):
+    fc = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [13.4, 52.5]},
+         "properties": {"kind": "zone", "source": "<script>alert(1)</script>.jpg", "peak_prob": 0.9,
+                        "mean_prob": 0.9, "frames": ["x"]}}]}
+    page = map_html(fc)
+    assert "<script>" not in page and "&lt;script&gt;" in page and "<image" not in page
+    tiled = map_html(fc, "https://tiles.example/{z}/{x}/{y}.png")
+    assert "<image" in tiled and "tiles.example/" in tiled
