@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO_ROOT / "models" / "default"
@@ -36,7 +36,27 @@ class TierConfig(_Strict):
     # folder's measured cost_ms (else the family's default). calibrate-cascade replaces it with what it
     # measures and writes that into the config it outputs: a measurement always wins over an estimate.
     cost: float | None = Field(None, ge=0)
-    options: dict[str, Any] = Field(default_factory=dict)  # family-specific settings
+    # The kind's settings, validated by its model in roadwork.tiers.kinds (defaults filled in, so they
+    # show in `to_yaml`); a tier reads them typed through `roadwork.tiers.kinds.kind_of(kind).options`.
+    options: dict[str, Any] = Field(default_factory=dict, validate_default=True)
+
+    @field_validator("kind")
+    @classmethod
+    def _kind_known(cls, v: str) -> str:
+        from roadwork.tiers.kinds import kind_of  # imported here: roadwork.tiers imports this module
+
+        kind_of(v)
+        return v
+
+    @field_validator("options")
+    @classmethod
+    def _options_typed(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        from roadwork.tiers.kinds import KINDS
+
+        kind = info.data.get("kind")  # absent when the kind itself failed: that error is the one to read
+        if kind not in KINDS:
+            return v
+        return KINDS[kind].options.model_validate(v).model_dump(mode="json")
 
     @field_validator("band")
     @classmethod
@@ -50,7 +70,9 @@ class TierConfig(_Strict):
 class RouterConfig(_Strict):
     deadline_s: float | None = Field(None, gt=0)  # answer with the best tier so far when time runs out
     stacker: str | None = None  # path to a fitted stacker (json); None = last tier that ran decides
-    threshold: float | None = Field(None, ge=0, le=1)  # None = the first tier's stored threshold, else 0.5
+    # p > threshold is roadwork. Every tier's probability is calibrated (a classifier's stored threshold is
+    # folded into its output), so 0.5 is the default; raise it to trade recall for precision.
+    threshold: float = Field(0.5, ge=0, le=1)
 
 
 class ServeConfig(_Strict):
@@ -155,7 +177,7 @@ class Config(_Strict):
         try:
             return cls.model_validate(data)
         except ValidationError as e:
-            raise ConfigError(_explain(e, source)) from None
+            raise ConfigError(explain_error(e, source, data)) from None
 
     def to_yaml(self, path: str | Path | None = None) -> str:
         text = yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -207,11 +229,19 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _known_fields(loc: tuple[Any, ...]) -> list[str]:
-    model: type[BaseModel] = Config
-    for part in loc[:-1]:
+def _known_fields(loc: tuple[Any, ...], data: Any, root: type[BaseModel]) -> list[str]:
+    """Field names valid at the parent of `loc` (for "did you mean"); a tier's options are looked up by
+    the kind the raw `data` names."""
+    model = root
+    for i, part in enumerate(loc[:-1]):
         if isinstance(part, int):
             continue
+        if model is TierConfig and part == "options":
+            from roadwork.tiers.kinds import KINDS
+
+            tier = _at(data, loc[:i])
+            kind = tier.get("kind", "classifier") if isinstance(tier, dict) else None
+            return list(KINDS[kind].options.model_fields) if kind in KINDS and i == len(loc) - 2 else []
         field = model.model_fields.get(str(part))
         if field is None:
             return []
@@ -224,14 +254,27 @@ def _known_fields(loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
-def _explain(err: ValidationError, source: str) -> str:
-    lines = [f"{source}: invalid configuration"]
+def _at(data: Any, loc: tuple[Any, ...]) -> Any:
+    for part in loc:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def explain_error(err: ValidationError, source: str, data: Any = None, root: type[BaseModel] | None = None) -> str:
+    """One line: the source, then each bad field and what is wrong with it. `data` is what was validated
+    (for a tier's kind), `root` the model it was validated as (default `Config`)."""
+    parts = []
     for e in err.errors():
         loc = tuple(e["loc"])
         where = ".".join(str(p) for p in loc) or "<root>"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(str(loc[-1]), _known_fields(loc), n=1)
+            close = difflib.get_close_matches(str(loc[-1]), _known_fields(loc, data, root or Config), n=1)
             msg = "unknown field" + (f" (did you mean '{close[0]}'?)" if close else "")
-        lines.append(f"  {where}: {msg}")
-    return "\n".join(lines)
+        elif e["type"] == "value_error":  # our validators' own sentences, without pydantic's prefix
+            msg = str(e.get("ctx", {}).get("error", msg))
+        parts.append(f"{where}: {msg}")
+    return f"{source}: " + "; ".join(parts)

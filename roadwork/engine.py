@@ -51,7 +51,7 @@ class Engine:
         self.bands = list(bands) if bands is not None else [(0.2, 0.8)] * len(self.tiers)
         self.router = router or RouterConfig()
         self.stacker = stacker
-        self.threshold = self.router.threshold if self.router.threshold is not None else 0.5
+        self.threshold = self.router.threshold
         self.escalations = {t.name: 0 for t in self.tiers}  # images each tier passed upward
 
     @classmethod
@@ -145,7 +145,7 @@ class Engine:
         """For an image cut short (deadline or failure): the deepest tier that ran and is
         calibrated (an uncalibrated detector's raw score is a ranking, not a probability)."""
         ran = [t for t in self.tiers if t.name in probs]
-        calibrated = [t for t in ran if getattr(t, "calibrated", True)]
+        calibrated = [t for t in ran if t.calibrated]
         return (calibrated or ran)[-1].name
 
     def _stack(self, per_tier: list[dict[str, float]]) -> dict[int, float]:

@@ -113,7 +113,7 @@ def test_zeroshot_platt_from_options_and_json_beside(tmp_path):
     path = LogisticCalibrator.platt(-1.0, 0.25).save(tmp_path / "cal.json")
     from_file = create_tier(base.model_copy(update={"options": {"calibrator": str(path)}}))
     np.testing.assert_allclose(from_file.predict(images(3)), 1 / (1 + np.exp(x - 0.25)), atol=1e-6)
-    with pytest.raises(ValueError, match="unknown zeroshot option"):
+    with pytest.raises(ValueError, match=r"options.positives: unknown field \(did you mean 'positive'\?\)"):
         create_tier(base.model_copy(update={"options": {"positives": ["x"]}}))
 
 
@@ -195,3 +195,59 @@ def test_yes_no_logit_from_partial_top_logprobs():
     # "no" missing from the top-k: bounded by the smallest logprob shown
     assert yes_no_logit([("Yes", -0.2), ("maybe", -4.0)]) == pytest.approx(-0.2 + 4.0)
     assert yes_no_logit([("maybe", -0.1)]) is None
+
+
+# ---- the tier contract ------------------------------------------------------------------------
+def test_every_kind_in_the_table_loads_and_names_itself():
+    from roadwork.tiers import KINDS
+
+    for kind, row in KINDS.items():
+        assert row.load().kind == kind
+
+
+def test_option_typo_in_a_yaml_config_is_one_line_naming_the_field(tmp_path):
+    from roadwork.config import Config, ConfigError
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("tiers:\n  - kind: classifier\n  - name: det\n    kind: detector\n    options:\n"
+                    "      min_scor: 0.1\n")
+    with pytest.raises(ConfigError) as e:
+        Config.from_yaml(path)
+    assert str(e.value) == f"{path}: tiers.1.options.min_scor: unknown field (did you mean 'min_score'?)"
+    with pytest.raises(ConfigError, match=r"tiers.0.options.min_score: Input should be less than or equal to 1"):
+        Config.from_dict({"tiers": [{"kind": "detector", "options": {"min_score": 2}}]})
+
+
+def test_option_defaults_are_filled_in_and_shown_by_to_yaml():
+    from roadwork.config import Config
+    from roadwork.tiers.kinds import DEFAULT_POSITIVE, ZeroShotOptions
+
+    cfg = Config.from_dict({"tiers": [{"kind": "zeroshot", "model": "m", "options": {"family": "clip"}}]})
+    assert cfg.tiers[0].options == ZeroShotOptions(family="clip").model_dump(mode="json")
+    text = cfg.to_yaml()
+    assert "text_max_length: 64" in text and DEFAULT_POSITIVE[0] in text and "family: clip" in text
+
+
+def test_base_class_batches_converts_and_cleans():
+    from roadwork.tiers.base import Tier
+
+    class Fake(Tier):
+        kind = "fake"
+        seen: list[tuple[int, set[str]]] = []
+
+        @classmethod
+        def build(cls, cfg, options):
+            return cls()
+
+        def predict_batch(self, ims):
+            self.seen.append((len(ims), {im.mode for im in ims}))
+            return np.array([np.nan if im.width == 1 else 2.0 for im in ims])
+
+    tier = Fake()
+    tier.configure("f", batch_size=3, cost=None)
+    assert tier.cost == Fake.default_cost and tier.calibrated
+    ims = [Image.new("L", (1 + i, 4)) for i in range(7)]
+    p = tier.predict(ims)
+    assert [n for n, _ in tier.seen] == [3, 3, 1] and all(m == {"RGB"} for _, m in tier.seen)
+    np.testing.assert_array_equal(p, [0.5] + [1.0] * 6)  # NaN -> 0.5, out of range clipped
+    assert tier.predict([]).shape == (0,)

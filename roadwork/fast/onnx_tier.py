@@ -23,8 +23,8 @@ from PIL import Image
 
 from roadwork.config import TierConfig
 from roadwork.fast.preprocess import PreprocessSpec
-from roadwork.tiers import register_tier
-from roadwork.tiers.base import Tier, clean_probs
+from roadwork.tiers.base import Tier
+from roadwork.tiers.kinds import OnnxOptions
 
 log = logging.getLogger(__name__)
 
@@ -156,28 +156,28 @@ class OnnxTier(Tier):
                 raise ValueError(f"onnx tier '{name}': no current {precision} export in {path} "
                                  f"(run `roadwork export-onnx {path}`)")
             path = found
-        self.name = name
         self.precision = precision
-        self.batch_size = batch_size
         self.model_path = str(path)
         self.spec = PreprocessSpec.from_dict(stamp["preprocess"]) if "preprocess" in stamp \
             else PreprocessSpec.from_folder(folder)
         self.session = _session(path, threads or os.cpu_count() or 1)
         self.input_name = self.session.get_inputs()[0].name
-        meta = _read_json(folder / "roadwork.json")
-        self.threshold = 0.5  # calibration is folded into the exported graph's output
-        self.cost = cost if cost is not None else float(meta.get("cost_ms", 1.0))
+        # calibration is folded into the exported graph's output
+        self.configure(name, batch_size, cost, _read_json(folder / "roadwork.json").get("cost_ms"))
 
-    def predict(self, images: Sequence[Image.Image]) -> np.ndarray:
-        out = []
-        for s in range(0, len(images), self.batch_size):
-            x = self.spec.to_numpy(images[s:s + self.batch_size])
-            out.append(np.asarray(self.session.run(None, {self.input_name: x})[0]).reshape(-1))
-        return clean_probs(np.concatenate(out) if out else np.zeros(0))
+    @classmethod
+    def build(cls, cfg: TierConfig, options: OnnxOptions, check_fresh: bool = True) -> "OnnxTier":
+        return cls(cfg.model, name=cfg.name, precision=options.precision, threads=options.threads,
+                   batch_size=cfg.batch_size, cost=cfg.cost, check_fresh=check_fresh)
 
-    def warmup(self) -> None:
+    def predict_batch(self, images: list[Image.Image]) -> np.ndarray:
+        x = self.spec.to_numpy(images)
+        return np.asarray(self.session.run(None, {self.input_name: x})[0]).reshape(-1)
+
+    @property
+    def warmup_size(self) -> tuple[int, int]:
         size = self.spec.out_size or (224, 224)
-        self.predict([Image.new("RGB", (size[1], size[0]))])
+        return (size[1], size[0])
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -185,14 +185,3 @@ def _read_json(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text()) if path.is_file() else {}
     except json.JSONDecodeError:
         return {}
-
-
-def onnx_tier_from_config(cfg: TierConfig, check_fresh: bool = True) -> OnnxTier:
-    opt = cfg.options
-    return OnnxTier(cfg.model, name=cfg.name, precision=str(opt.get("precision", "fp32")),
-                    threads=opt.get("threads"), batch_size=cfg.batch_size, cost=cfg.cost, check_fresh=check_fresh)
-
-
-@register_tier("onnx")
-def _build(cfg: TierConfig) -> OnnxTier:
-    return onnx_tier_from_config(cfg)

@@ -108,26 +108,30 @@ def load_calibrator(spec: Any, model: str, tier: str) -> LogisticCalibrator | No
 
 class FeatureTier(Tier):
     """A tier whose probability is a calibrator over features it computes; without a fitted
-    calibrator it falls back to `uncalibrated(features)` (and says so once)."""
+    calibrator it falls back to `uncalibrated(features)` (a ranking, not a probability)."""
 
     calibrator: LogisticCalibrator | None = None
     feature_names: list[str] = []
 
     @abstractmethod
-    def features(self, images: Sequence[Image.Image]) -> np.ndarray: ...
+    def features_batch(self, images: list[Image.Image]) -> np.ndarray:
+        """(n, F) features of at most `batch_size` RGB images."""
 
     @abstractmethod
     def uncalibrated(self, x: np.ndarray) -> np.ndarray: ...
+
+    def features(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """(N, F) features, computed in the base class's chunks."""
+        parts = [np.asarray(self.features_batch(c), dtype=np.float64).reshape(len(c), -1) for c in self.chunks(images)]
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.feature_names)))
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         if self.calibrator is not None:
             return self.calibrator.predict_proba(x)
         return clean_probs(self.uncalibrated(x))
 
-    def predict(self, images: Sequence[Image.Image]) -> np.ndarray:
-        if not len(images):
-            return np.zeros(0)
-        return self.probabilities(self.features(images))
+    def predict_batch(self, images: list[Image.Image]) -> np.ndarray:
+        return self.probabilities(self.features_batch(images))
 
     @property
     def calibrated(self) -> bool:

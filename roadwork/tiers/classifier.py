@@ -14,15 +14,15 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
 from roadwork.config import TierConfig
 from roadwork.model_ref import ModelError, resolve_model
-from roadwork.tiers import register_tier
-from roadwork.tiers.base import Tier, clean_probs, resolve_device, resolve_dtype
+from roadwork.tiers.base import Tier, resolve_device, resolve_dtype
+from roadwork.tiers.kinds import ClassifierOptions
 
 if TYPE_CHECKING:  # imported in the methods: a folder served by the onnx tier never loads torch
     import torch
@@ -76,10 +76,8 @@ class ClassifierTier(Tier):
         import torch
         from transformers import AutoModelForImageClassification
 
-        self.name = name
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        self.batch_size = batch_size
         source = resolve_model(model)  # a folder, a hub id, or its cached snapshot; else one clear error
         from transformers.utils import logging as hf_logging
 
@@ -106,9 +104,20 @@ class ClassifierTier(Tier):
             t = float(self.meta.get("threshold", 0.5))
             self._temperature = float(self.meta.get("temperature", 1.0))
             self._shift = math.log(t / (1 - t))
-        self.threshold = 0.5
-        self.cost = cost if cost is not None else float(self.meta.get("cost_ms", 1.0))
+        self.configure(name, batch_size, cost, self.meta.get("cost_ms"))
         self.model_path = model
+
+    @classmethod
+    def build(cls, cfg: TierConfig, options: ClassifierOptions) -> Tier:
+        # options.backend auto: a current ONNX export of the folder on a machine without CUDA, else torch.
+        # The onnx tier imports neither torch nor transformers.
+        if options.backend == "onnx" or (options.backend == "auto" and cfg.device in ("auto", "cpu")
+                                         and _onnx_usable(cfg, options)):
+            from roadwork.fast.onnx_tier import OnnxTier
+
+            return OnnxTier.build(cfg, options)
+        return cls(cfg.model, name=cfg.name, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size,
+                   cost=cfg.cost)
 
     @classmethod
     def from_pretrained(cls, model: str, **kw: Any) -> "ClassifierTier":
@@ -125,51 +134,27 @@ class ClassifierTier(Tier):
         # the pipeline's own post-processing for single-label models: softmax over the classes
         return torch.softmax(logits, dim=-1)[:, self.index]
 
-    def predict(self, images: Sequence[Image.Image]) -> np.ndarray:
+    def predict_batch(self, images: list[Image.Image]) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
-            return self._predict(images)
-
-    def _predict(self, images: Sequence[Image.Image]) -> np.ndarray:
-        import torch
-
-        out: list[np.ndarray] = []
-        for s in range(0, len(images), self.batch_size):
-            chunk = [im.convert("RGB") for im in images[s:s + self.batch_size]]
-            pixels = self.processor(images=chunk, return_tensors="pt")["pixel_values"]
+            pixels = self.processor(images=images, return_tensors="pt")["pixel_values"]
             pixels = pixels.to(self.device, self.dtype, non_blocking=True)
             if self.device.type == "cuda":
                 pixels = pixels.contiguous(memory_format=torch.channels_last)
             logits = self.model(pixel_values=pixels).logits.float()
-            out.append(self._probs(logits).cpu().numpy())
-        return clean_probs(np.concatenate(out) if out else np.zeros(0))
+            return self._probs(logits).cpu().numpy()
 
-    def warmup(self) -> None:
+    @property
+    def warmup_size(self) -> tuple[int, int]:
         size = getattr(self.model.config, "image_size", 224)
         size = size if isinstance(size, int) else 224
-        self.predict([Image.new("RGB", (size, size))])
+        return (size, size)
 
 
-@register_tier("classifier")
-def _build(cfg: TierConfig) -> Tier:
-    # options.backend: torch | onnx | auto (default: a current ONNX export of the folder on a machine
-    # without CUDA, else torch). The onnx tier imports neither torch nor transformers.
-    backend = str(cfg.options.get("backend", "auto"))
-    if backend not in ("auto", "torch", "onnx"):
-        raise ValueError(f"classifier tier '{cfg.name}': options.backend must be auto, torch or onnx, got {backend!r}")
-    if backend == "onnx" or (backend == "auto" and cfg.device in ("auto", "cpu") and _onnx_usable(cfg)):
-        from roadwork.fast.onnx_tier import onnx_tier_from_config
-
-        return onnx_tier_from_config(cfg)
-    return ClassifierTier(cfg.model, name=cfg.name, device=cfg.device, dtype=cfg.dtype,
-                          batch_size=cfg.batch_size, cost=cfg.cost)
-
-
-def _onnx_usable(cfg: TierConfig) -> bool:
+def _onnx_usable(cfg: TierConfig, options: ClassifierOptions) -> bool:
     from roadwork.fast.onnx_tier import cuda_possible, fresh_export
 
-    precision = str(cfg.options.get("precision", "fp32"))
-    if fresh_export(cfg.model, precision) is None:
+    if fresh_export(cfg.model, options.precision) is None:
         return False
     return cfg.device == "cpu" or not cuda_possible()

@@ -27,9 +27,9 @@ import numpy as np
 from PIL import Image
 
 from roadwork.config import DEFAULT_MODEL, REPO_ROOT, TierConfig, resolve_path
-from roadwork.tiers import register_tier
 from roadwork.jsonio import save_json
 from roadwork.tiers.calibrator import FeatureTier, LogisticCalibrator
+from roadwork.tiers.kinds import ColorOptions
 
 VERSION = 1  # bump when a feature's definition changes: old json files are then refused
 DEFAULT_JSON = REPO_ROOT / "models" / "color" / "color.json"
@@ -254,9 +254,10 @@ def resolve_model_path(model: str | Path) -> Path:
 
 class ColorTier(FeatureTier):
     kind = "color"
+    default_cost = 3.0
 
-    def __init__(self, model: str | Path = DEFAULT_JSON, name: str = "color", cost: float | None = None):
-        self.name = name
+    def __init__(self, model: str | Path = DEFAULT_JSON, name: str = "color", cost: float | None = None,
+                 batch_size: int = 32):
         self.path = resolve_model_path(model)
         try:
             self.model = ColorModel.load(self.path)
@@ -265,19 +266,17 @@ class ColorTier(FeatureTier):
         self.size = self.model.size
         self.feature_names = list(FEATURES)
         self.calibrator = self.model.calibrator()
-        self.cost = cost if cost is not None else float(self.model.meta.get("cost_ms", 3.0))
-        self.threshold = 0.5
+        self.configure(name, batch_size, cost, self.model.meta.get("cost_ms"))
 
-    def features(self, images: Sequence[Image.Image]) -> np.ndarray:
+    @classmethod
+    def build(cls, cfg: TierConfig, options: ColorOptions) -> "ColorTier":
+        return cls(cfg.model, name=cfg.name, cost=cfg.cost, batch_size=cfg.batch_size)
+
+    def features_batch(self, images: list[Image.Image]) -> np.ndarray:
         return color_features_batch(images, self.size)
 
     def uncalibrated(self, x: np.ndarray) -> np.ndarray:  # never used: the json always holds a model
         return self.model.predict_proba(x)
-
-
-@register_tier("color")
-def _build(cfg: TierConfig) -> ColorTier:
-    return ColorTier(cfg.model, name=cfg.name, cost=cfg.cost)
 
 
 # ---- fitting on labelled records ------------------------------------------------------------------

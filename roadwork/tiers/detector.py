@@ -13,8 +13,8 @@ boxes cover. A logistic calibrator fitted on labelled images (`fit_calibrator`) 
 probability; without one the tier answers the best roadwork score, which is a ranking, not a
 calibrated probability.
 
-Options: class_map {group: [label names or ids]}, min_score (detections kept, default 0.05),
-count_threshold (default 0.3), calibrator (dict or json path).
+Options (`DetectorOptions` in roadwork.tiers.kinds, with their defaults): class_map {group: [label
+names or ids]}, min_score (detections kept), count_threshold (detections counted), calibrator.
 """
 
 from __future__ import annotations
@@ -27,24 +27,12 @@ import torch
 from PIL import Image
 
 from roadwork.config import TierConfig
-from roadwork.tiers import register_tier
 from roadwork.tiers.base import resolve_device, resolve_dtype
 from roadwork.tiers.calibrator import FeatureTier, fit_calibrator, load_calibrator
+from roadwork.tiers.kinds import DEFAULT_CLASS_MAP, DetectorOptions
 
 __all__ = ["DEFAULT_CLASS_MAP", "DetectorTier", "detection_features", "fit_calibrator", "resolve_class_map"]
 
-# Names from Objects365 (D-FINE *-obj365), COCO and common roadwork data sets; matched without case.
-# COCO alone has none of cones, barrels, barriers or machines: a COCO detector only sees the
-# "stop sign" flaggers hold, which is weak evidence — prefer an Objects365 or roadwork-trained model.
-DEFAULT_CLASS_MAP: dict[str, list[str]] = {
-    "cone": ["traffic cone", "cone", "construction cone", "traffic_cone"],
-    "barrel": ["barrel/bucket", "barrel", "drum barrel", "traffic barrel"],
-    "barrier": ["barrier", "barricade", "hurdle", "jersey barrier", "road barrier", "fence barrier"],
-    "sign": ["traffic sign", "work sign", "road work sign", "construction sign", "temporary sign", "stop sign"],
-    "worker": ["helmet", "worker", "construction worker", "hard hat", "safety vest"],
-    "machine": ["machinery vehicle", "crane", "excavator", "bulldozer", "construction vehicle", "machine"],
-}
-_KNOWN = {"class_map", "min_score", "count_threshold", "calibrator"}
 Detections = tuple[np.ndarray, np.ndarray, np.ndarray]  # scores (K,), label ids (K,), boxes xyxy in [0,1] (K,4)
 
 
@@ -86,29 +74,21 @@ def detection_features(dets: Sequence[Detections], label_group: dict[int, int], 
 
 
 class _DetectionTier(FeatureTier):
-    def _setup(self, cfg: TierConfig, id2label: dict[int, str]) -> None:
-        opts = dict(cfg.options)
-        unknown = set(opts) - _KNOWN
-        if unknown:
-            raise ValueError(f"tier '{cfg.name}': unknown detector option(s) {sorted(unknown)} (known: {sorted(_KNOWN)})")
-        self.name = cfg.name
-        self.batch_size = cfg.batch_size
-        self.class_map = {str(k): list(v) for k, v in (opts.get("class_map") or DEFAULT_CLASS_MAP).items()}
+    def _setup(self, cfg: TierConfig, options: DetectorOptions, id2label: dict[int, str]) -> None:
+        self.configure(cfg.name, cfg.batch_size, cfg.cost)
+        self.class_map = {str(k): list(v) for k, v in options.class_map.items()}
         self.groups = list(self.class_map)
         self.label_group = resolve_class_map(self.class_map, id2label, cfg.name)
-        self.min_score = float(opts.get("min_score", 0.05))
-        self.count_threshold = float(opts.get("count_threshold", 0.3))
+        self.min_score = options.min_score
+        self.count_threshold = options.count_threshold
         self.feature_names = [f"{g}_max" for g in self.groups] + [f"{g}_count" for g in self.groups] + ["area"]
-        self.calibrator = load_calibrator(opts.get("calibrator"), cfg.model, cfg.name)
+        self.calibrator = load_calibrator(options.calibrator, cfg.model, cfg.name)
 
     @abstractmethod
-    def detect(self, images: Sequence[Image.Image]) -> list[Detections]: ...
+    def detect(self, images: list[Image.Image]) -> list[Detections]: ...
 
-    def features(self, images: Sequence[Image.Image]) -> np.ndarray:
-        dets: list[Detections] = []
-        for s in range(0, len(images), self.batch_size):
-            dets += self.detect([im.convert("RGB") for im in images[s:s + self.batch_size]])
-        return detection_features(dets, self.label_group, len(self.groups), self.count_threshold)
+    def features_batch(self, images: list[Image.Image]) -> np.ndarray:
+        return detection_features(self.detect(images), self.label_group, len(self.groups), self.count_threshold)
 
     def uncalibrated(self, x: np.ndarray) -> np.ndarray:
         return x[:, :len(self.groups)].max(axis=1)
@@ -116,19 +96,23 @@ class _DetectionTier(FeatureTier):
 
 class DetectorTier(_DetectionTier):
     kind = "detector"
+    default_cost = 10.0
 
-    def __init__(self, cfg: TierConfig):
+    def __init__(self, cfg: TierConfig, options: DetectorOptions):
         from transformers import AutoImageProcessor, AutoModelForObjectDetection
 
         self.device = resolve_device(cfg.device)
         self.dtype = resolve_dtype(cfg.dtype, self.device)
         self.model = AutoModelForObjectDetection.from_pretrained(cfg.model, dtype=self.dtype).to(self.device).eval()
         self.processor = AutoImageProcessor.from_pretrained(cfg.model)
-        self.cost = cfg.cost if cfg.cost is not None else 10.0
-        self._setup(cfg, self.model.config.id2label)
+        self._setup(cfg, options, self.model.config.id2label)
+
+    @classmethod
+    def build(cls, cfg: TierConfig, options: DetectorOptions) -> "DetectorTier":
+        return cls(cfg, options)
 
     @torch.inference_mode()
-    def detect(self, images: Sequence[Image.Image]) -> list[Detections]:
+    def detect(self, images: list[Image.Image]) -> list[Detections]:
         enc = self.processor(images=list(images), return_tensors="pt")
         enc = {k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)) for k, v in enc.items()}
         out = self.model(**enc)
@@ -137,8 +121,3 @@ class DetectorTier(_DetectionTier):
         # target_sizes=None keeps boxes relative to the image (0..1), which is what the area feature wants
         res = self.processor.post_process_object_detection(out, threshold=self.min_score, target_sizes=None)
         return [(r["scores"].cpu().numpy(), r["labels"].cpu().numpy(), r["boxes"].cpu().numpy()) for r in res]
-
-
-@register_tier("detector")
-def _build(cfg: TierConfig) -> DetectorTier:
-    return DetectorTier(cfg)

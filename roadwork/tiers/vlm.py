@@ -10,8 +10,9 @@ Both read the answer from log-probabilities, never from parsed text: the feature
 and P(yes) = sigmoid(z), i.e. P(yes | the answer is yes or no). An optional Platt calibrator
 (options.calibrator, or roadwork_calibrator.json beside a local model) maps z to P(roadwork).
 
-Options: question, system, yes_tokens, no_tokens, calibrator; remote only: base_url,
-api_key_env, timeout_s, concurrency, top_logprobs, jpeg_quality, max_side.
+Options (`VLMOptions`, `RemoteVLMOptions` in roadwork.tiers.kinds, with their defaults): question,
+system, yes_tokens, no_tokens, calibrator; remote only: base_url, api_key_env, timeout_s, concurrency,
+top_logprobs, jpeg_quality, max_side.
 """
 
 from __future__ import annotations
@@ -29,21 +30,12 @@ import torch
 from PIL import Image
 
 from roadwork.config import TierConfig
-from roadwork.tiers import register_tier
-from roadwork.tiers.base import resolve_device, resolve_dtype
 from roadwork.metrics import sigmoid
+from roadwork.tiers.base import resolve_device, resolve_dtype
 from roadwork.tiers.calibrator import FeatureTier, load_calibrator
+from roadwork.tiers.kinds import RemoteVLMOptions, VLMOptions
 
 log = logging.getLogger(__name__)
-
-DEFAULT_QUESTION = ("Is there roadwork in this image: a work zone with traffic cones, barrels, barriers, "
-                    "work signs, workers, construction machines or excavation on or beside the road? "
-                    "Answer with yes or no only.")
-YES = ["yes", "Yes", "YES", " yes", " Yes"]
-NO = ["no", "No", "NO", " no", " No"]
-_COMMON = {"question", "system", "yes_tokens", "no_tokens", "calibrator"}
-_REMOTE = {"base_url", "api_key_env", "timeout_s", "concurrency", "top_logprobs", "jpeg_quality", "max_side"}
-
 
 def chat_messages(question: str, system: str | None = None, image_part: dict[str, Any] | None = None) -> list[dict]:
     """One user turn: the image, then the question (the order VLM chat templates are trained on)."""
@@ -72,36 +64,32 @@ def yes_no_logit(logprobs: Iterable[tuple[str, float]]) -> float | None:
     return (lse(yes) if yes else floor) - (lse(no) if no else floor)
 
 
-def _check_options(cfg: TierConfig, allowed: set[str]) -> dict[str, Any]:
-    unknown = set(cfg.options) - allowed
-    if unknown:
-        raise ValueError(f"tier '{cfg.name}': unknown {cfg.kind} option(s) {sorted(unknown)} (known: {sorted(allowed)})")
-    return dict(cfg.options)
-
-
 class VLMTier(FeatureTier):
     kind = "vlm"
     feature_names = ["yes_no_logit"]
 
-    def __init__(self, cfg: TierConfig):
+    default_cost = 100.0
+
+    def __init__(self, cfg: TierConfig, options: VLMOptions):
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        opts = _check_options(cfg, _COMMON)
-        self.name = cfg.name
-        self.cost = cfg.cost if cfg.cost is not None else 100.0
-        self.batch_size = cfg.batch_size
+        self.configure(cfg.name, cfg.batch_size, cfg.cost)
         self.device = resolve_device(cfg.device)
         self.dtype = resolve_dtype(cfg.dtype, self.device)
-        self.question = str(opts.get("question", DEFAULT_QUESTION))
-        self.system = opts.get("system")
+        self.question = options.question
+        self.system = options.system
         self.model = AutoModelForImageTextToText.from_pretrained(cfg.model, dtype=self.dtype).to(self.device).eval()
         self.processor = AutoProcessor.from_pretrained(cfg.model)
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         # the next token must sit at the last position of every row of a batch
         self.tokenizer.padding_side = "left"
-        self.yes_ids = self._token_ids(opts.get("yes_tokens", YES), "yes_tokens", cfg.name)
-        self.no_ids = self._token_ids(opts.get("no_tokens", NO), "no_tokens", cfg.name)
-        self.calibrator = load_calibrator(opts.get("calibrator"), cfg.model, cfg.name)
+        self.yes_ids = self._token_ids(options.yes_tokens, "yes_tokens", cfg.name)
+        self.no_ids = self._token_ids(options.no_tokens, "no_tokens", cfg.name)
+        self.calibrator = load_calibrator(options.calibrator, cfg.model, cfg.name)
+
+    @classmethod
+    def build(cls, cfg: TierConfig, options: VLMOptions) -> "VLMTier":
+        return cls(cfg, options)
 
     def _token_ids(self, variants: Sequence[str], field: str, tier: str) -> list[int]:
         ids: list[int] = []
@@ -113,7 +101,6 @@ class VLMTier(FeatureTier):
             raise ValueError(f"tier '{tier}': none of options.{field} {list(variants)} is a single token of this tokenizer")
         return ids
 
-    @torch.inference_mode()
     def next_token_logprobs(self, images: Sequence[Image.Image], question: str | None = None,
                             system: str | None = None) -> torch.Tensor:
         """(N, vocab) log-probabilities of the first answer token, one row per image."""
@@ -121,18 +108,18 @@ class VLMTier(FeatureTier):
         sys_prompt = self.system if system is None else system
         text = self.processor.apply_chat_template(chat_messages(q, sys_prompt), add_generation_prompt=True,
                                                   tokenize=False)
-        rows: list[torch.Tensor] = []
-        for s in range(0, len(images), self.batch_size):
-            chunk = [im.convert("RGB") for im in images[s:s + self.batch_size]]
-            enc = self.processor(text=[text] * len(chunk), images=[[im] for im in chunk], return_tensors="pt",
-                                 padding=True)
-            enc = {k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device))
-                   for k, v in enc.items()}
-            logits = self.model(**enc, logits_to_keep=1).logits[:, -1, :].float()
-            rows.append(torch.log_softmax(logits, dim=-1).cpu())
+        rows = [self._logprobs(c, text) for c in self.chunks(images)]
         return torch.cat(rows) if rows else torch.zeros(0, 0)
 
-    def features(self, images: Sequence[Image.Image]) -> np.ndarray:
+    @torch.inference_mode()
+    def _logprobs(self, images: list[Image.Image], text: str) -> torch.Tensor:
+        enc = self.processor(text=[text] * len(images), images=[[im] for im in images], return_tensors="pt",
+                             padding=True)
+        enc = {k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)) for k, v in enc.items()}
+        logits = self.model(**enc, logits_to_keep=1).logits[:, -1, :].float()
+        return torch.log_softmax(logits, dim=-1).cpu()
+
+    def features_batch(self, images: list[Image.Image]) -> np.ndarray:
         lp = self.next_token_logprobs(images).double()
         z = torch.logsumexp(lp[:, self.yes_ids], dim=1) - torch.logsumexp(lp[:, self.no_ids], dim=1)
         return z.numpy()[:, None]
@@ -148,26 +135,28 @@ class RemoteVLMTier(FeatureTier):
     kind = "remote_vlm"
     feature_names = ["yes_no_logit"]
 
-    def __init__(self, cfg: TierConfig):
+    default_cost = 150.0
+
+    def __init__(self, cfg: TierConfig, options: RemoteVLMOptions):
         import httpx
 
-        opts = _check_options(cfg, _COMMON | _REMOTE)
-        if not opts.get("base_url"):
-            raise ValueError(f"tier '{cfg.name}': remote_vlm needs options.base_url (e.g. http://127.0.0.1:8000/v1)")
-        self.name = cfg.name
-        self.cost = cfg.cost if cfg.cost is not None else 150.0
+        self.configure(cfg.name, cfg.batch_size, cfg.cost)
         self.model_name = cfg.model
-        self.url = str(opts["base_url"]).rstrip("/") + "/chat/completions"
-        self.question = str(opts.get("question", DEFAULT_QUESTION))
-        self.system = opts.get("system")
-        self.top_logprobs = int(opts.get("top_logprobs", 20))
-        self.jpeg_quality = int(opts.get("jpeg_quality", 90))
-        self.max_side = opts.get("max_side")
-        self.concurrency = int(opts.get("concurrency", 8))
-        key = os.environ.get(str(opts.get("api_key_env", "ROADWORK_VLM_API_KEY")))
+        self.url = str(options.base_url).rstrip("/") + "/chat/completions"
+        self.question = options.question
+        self.system = options.system
+        self.top_logprobs = options.top_logprobs
+        self.jpeg_quality = options.jpeg_quality
+        self.max_side = options.max_side
+        self.concurrency = options.concurrency
+        key = os.environ.get(options.api_key_env)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self.client = httpx.Client(timeout=float(opts.get("timeout_s", 30.0)), headers=headers)
-        self.calibrator = load_calibrator(opts.get("calibrator"), "", cfg.name) if opts.get("calibrator") else None
+        self.client = httpx.Client(timeout=options.timeout_s, headers=headers)
+        self.calibrator = load_calibrator(options.calibrator, "", cfg.name) if options.calibrator else None
+
+    @classmethod
+    def build(cls, cfg: TierConfig, options: RemoteVLMOptions) -> "RemoteVLMTier":
+        return cls(cfg, options)
 
     def _data_url(self, im: Image.Image) -> str:
         im = im.convert("RGB")
@@ -202,9 +191,7 @@ class RemoteVLMTier(FeatureTier):
             return math.nan
         return z
 
-    def features(self, images: Sequence[Image.Image]) -> np.ndarray:
-        if not len(images):
-            return np.zeros((0, 1))
+    def features_batch(self, images: list[Image.Image]) -> np.ndarray:
         with ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(images)))) as pool:
             z = list(pool.map(self._ask, images))
         return np.asarray(z, dtype=np.float64)[:, None]
@@ -212,15 +199,6 @@ class RemoteVLMTier(FeatureTier):
     def uncalibrated(self, x: np.ndarray) -> np.ndarray:
         return sigmoid(x[:, 0])
 
-    def warmup(self) -> None:  # a remote server warms itself; one cheap request checks it is there
-        self.predict([Image.new("RGB", (64, 64))])
-
-
-@register_tier("vlm")
-def _build(cfg: TierConfig) -> VLMTier:
-    return VLMTier(cfg)
-
-
-@register_tier("remote_vlm")
-def _build_remote(cfg: TierConfig) -> RemoteVLMTier:
-    return RemoteVLMTier(cfg)
+    @property
+    def warmup_size(self) -> tuple[int, int]:  # a remote server warms itself; one cheap request checks it is there
+        return (64, 64)
