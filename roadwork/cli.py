@@ -268,14 +268,19 @@ def mine(
     deadline: Optional[float] = typer.Option(None, "--deadline", help="Seconds per answer (8)."),
     metrics_port: Optional[int] = typer.Option(None, "--metrics-port", help="Serve Prometheus metrics here."),
     capture: Optional[str] = typer.Option(None, "--capture", help="Save uncertain inputs to this folder."),
+    engine_url: Optional[str] = typer.Option(None, "--engine-url", help="Ask a running `roadwork serve` "
+                                             "(http://host:8000) instead of loading a model here."),
+    engine_api_key: Optional[str] = typer.Option(None, "--engine-api-key", envvar="ROADWORK_API_KEY",
+                                                 help="That server's --api-key."),
 ) -> None:
     """SN72 miner: a bittensor axon answering ImageSynapse challenges."""
     try:
         from roadwork.serve.miner import mine_main
     except ImportError as e:  # bittensor (or one of its pins) missing: name the install command
-        if "bittensor" not in str(e) and "substrate" not in str(e):
+        if not any(name in str(e) for name in ("bittensor", "substrate", "httpx")):
             raise
-        raise _fail(f"roadwork mine needs bittensor ({e}); install it with: pip install -r requirements-miner.txt")
+        raise _fail(f"roadwork mine needs bittensor and httpx ({e}); install them with: "
+                    "pip install -r requirements-miner.txt")
 
     raise typer.Exit(mine_main(model, str(config) if config else None, {
         "netuid": netuid, "wallet_name": wallet_name, "wallet_hotkey": wallet_hotkey, "wallet_path": wallet_path,
@@ -283,7 +288,8 @@ def mine(
         "logging_debug": log_debug or None, "logging_trace": log_trace or None, "logging_dir": logging_dir,
         "axon_port": axon_port, "external_ip": external_ip, "external_port": external_port,
         "local": local or None, "allowed_hotkeys": allowed_hotkey or None, "require_validator_permit": permit or None,
-        "fallback_prediction": fallback, "metrics_port": metrics_port}, {"deadline_s": deadline}, capture))
+        "fallback_prediction": fallback, "metrics_port": metrics_port, "engine_url": engine_url,
+        "engine_api_key": engine_api_key}, {"deadline_s": deadline}, capture))
 
 
 # ---- challenge ----------------------------------------------------------------------------------

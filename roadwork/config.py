@@ -88,6 +88,9 @@ class ServeConfig(_Strict):
     max_pixels: int = Field(50_000_000, ge=1)  # decompression-bomb guard
     max_images: int = Field(64, ge=1)  # per HTTP request
     warmup: bool = True
+    # Answers kept by image hash (LRU; 0 turns it off): a validator sends one image to ten miners, and
+    # miners sharing one server (`roadwork mine --engine-url`) then cost one engine call, not ten.
+    cache_size: int = Field(1024, ge=0)
 
 
 class MinerConfig(_Strict):
@@ -115,6 +118,10 @@ class MinerConfig(_Strict):
     fallback_prediction: float = Field(0.5, ge=0, le=1)  # answer for undecodable input
     model_url: str = ""  # reported to validators that send ExtendedImageSynapse
     metrics_port: int | None = Field(None, ge=0, le=65535)  # Prometheus /metrics for the miner (off if None)
+    # A running `roadwork serve` answers instead of an in-process engine: one GPU box, several hotkeys,
+    # and a miner process with neither torch nor a GPU. None: load the model here.
+    engine_url: str | None = None
+    engine_api_key: str | None = None  # the server's --api-key, if it has one
 
 
 class CaptureConfig(_Strict):

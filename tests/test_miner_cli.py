@@ -70,7 +70,7 @@ def test_bittensor_flags_reach_the_miner_config(monkeypatch, tmp_path):
 
     seen = {}
     monkeypatch.setattr(miner_mod, "run_miner", lambda engine, cfg: seen.setdefault("cfg", cfg))
-    monkeypatch.setattr(miner_mod.Engine, "from_config", classmethod(lambda cls, cfg: None))
+    monkeypatch.setattr(miner_mod, "build_engine", lambda cfg: None)
     logs = tmp_path / "logs"
     res = CliRunner().invoke(app, [
         "mine", "--axon.ip", "127.0.0.2", "--axon.port", "9001", "--axon.external_ip", "203.0.113.7",

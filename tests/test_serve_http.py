@@ -24,7 +24,7 @@ def _cfg(tiny_vit_dir, **serve):
     # escalates and the escalation metrics have something to count.
     return load_config(overrides={"tiers": [{"name": "fast", "model": str(tiny_vit_dir), "band": (0.0, 1.0)},
                                             {"name": "slow", "model": str(tiny_vit_dir)}],
-                                  "serve": {"max_images": 4, **serve}})
+                                  "serve": {"max_images": 4, "cache_size": 0, **serve}})  # engine calls counted
 
 
 def _wait_ready(url: str) -> None:

@@ -3,6 +3,8 @@
     batcher.py   asyncio dynamic batcher; the engine runs on one worker thread
     answers.py   the "never a bad answer" policy (finite value in [0, 1], fallbacks)
     metrics.py   Prometheus metrics shared by both front-ends
+    cache.py     the HTTP server's answer cache by image hash (LRU, one computation per image in flight)
+    remote.py    the miner's client for an engine in a `roadwork serve` process (`mine --engine-url`)
     capture.py   opt-in saving of uncertain inputs with a parquet index
     http.py      FastAPI app (`roadwork serve`)
     protocol.py  the subnet's ImageSynapse, field for field

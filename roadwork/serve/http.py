@@ -7,6 +7,9 @@
     GET  /openapi.json, /docs
     GET  /review/      with --capture: the review page for the captured images (roadwork.review)
 
+Answers are cached by the SHA-256 of the image (`serve.cache_size`, roadwork.serve.cache): miners that
+share this server (`roadwork mine --engine-url`) get the validator's one image for one engine call.
+
 Bad input is the caller's to fix, so it gets a 4xx naming it: if any image of a request cannot be
 decoded the whole request is refused with 422 and an `errors` list of {index, input, reason} for
 every bad image (no partial answers: a client never has to match partial results to inputs).
@@ -36,6 +39,7 @@ from roadwork.decode import ImageError, decode_base64, decode_bytes
 from roadwork.engine import Engine
 from roadwork.serve.answers import DeadlineExceeded, ShuttingDown
 from roadwork.serve.batcher import Batcher
+from roadwork.serve.cache import AnswerCache, image_key
 from roadwork.serve.capture import Capture
 from roadwork.serve.docs import mount_offline_docs
 from roadwork.serve.metrics import CONTENT_TYPE_LATEST, Metrics
@@ -102,6 +106,7 @@ def create_app(engine: Engine, cfg: Config | None = None, batcher: Batcher | Non
     owns_batcher = batcher is None
     batcher = batcher or Batcher(engine, sc.max_batch_size, sc.max_wait_ms, sc.deadline_s)
     metrics: Metrics = batcher.metrics
+    cache = AnswerCache(sc.cache_size, metrics.registry)
     if capture is None and cfg.capture.enabled:
         capture = Capture(cfg.capture)
 
@@ -119,7 +124,7 @@ def create_app(engine: Engine, cfg: Config | None = None, batcher: Batcher | Non
     app = FastAPI(title="roadwork", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Probability that a street image shows roadwork (NATIX StreetVision, SN72).")
     mount_offline_docs(app)
-    app.state.batcher, app.state.metrics, app.state.capture = batcher, metrics, capture
+    app.state.batcher, app.state.metrics, app.state.capture, app.state.cache = batcher, metrics, capture, cache
     if capture is not None:  # label what was captured, on the same server (roadwork.review)
         from roadwork.review import create_review_app
         from roadwork.review.overlay import engine_overlay
@@ -175,7 +180,8 @@ def create_app(engine: Engine, cfg: Config | None = None, batcher: Batcher | Non
             images = await run_in_threadpool(_decode_all, inputs, sc.max_image_bytes, sc.max_pixels)
             deadline = time.monotonic() + sc.deadline_s
             try:
-                futs = batcher.submit(images, deadline)
+                keys = [image_key(_raw_bytes(raw) or raw.encode()) for _, raw in inputs]  # type: ignore[union-attr]
+                futs = cache.futures(keys, lambda idx: batcher.submit([images[i] for i in idx], deadline))
             except ShuttingDown as e:
                 raise _Refuse(503, str(e), reason="shutting_down") from None
             done_at = [0.0] * len(futs)

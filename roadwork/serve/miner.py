@@ -4,6 +4,10 @@ Serves `ImageSynapse` (and `ExtendedImageSynapse`, which newer validators send) 
 subnet defines them. Every answer is a finite float in [0, 1]: undecodable or oversized input, an
 engine error and a missed deadline all answer `miner.fallback_prediction` and log why.
 
+The answers come from an engine in this process (through the shared batcher) or, with
+`miner.engine_url`, from a running `roadwork serve` (roadwork.serve.remote): then nothing heavy is
+imported here (no engine, no torch), so a thin venv with bittensor and httpx runs the miner.
+
 Who may ask: on chain, hotkeys registered on the subnet (optionally only those with a validator
 permit), prioritised by stake, from a metagraph re-synced every `sync_interval_s`. With `local`
 there is no chain at all: `allowed_hotkeys` (or anyone, if unset) stands in for the metagraph, so a
@@ -20,18 +24,22 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Tuple
+from typing import TYPE_CHECKING, Tuple
 
 import bittensor as bt
 from bittensor.utils import networking
 
 from roadwork.config import Config
 from roadwork.decode import ImageError, decode_base64
-from roadwork.engine import Engine
 from roadwork.serve.answers import DeadlineExceeded, safe_prediction
-from roadwork.serve.batcher import Batcher
-from roadwork.serve.capture import Capture
+from roadwork.serve.metrics import Metrics
 from roadwork.serve.protocol import SYNAPSES, ExtendedImageSynapse, ImageSynapse
+from roadwork.serve.remote import EngineUnavailable, RemoteEngine
+
+if TYPE_CHECKING:  # the engine side is imported only when the engine runs here
+    from roadwork.engine import Engine
+    from roadwork.serve.batcher import Batcher
+    from roadwork.serve.capture import Capture
 
 log = logging.getLogger(__name__)
 LOCAL_WALLETS = Path.home() / ".cache" / "roadwork" / "local-wallets"
@@ -116,15 +124,29 @@ def setup_logging(mc) -> None:
 
 
 class Miner:
-    def __init__(self, engine: Engine, cfg: Config, wallet: "bt.Wallet | None" = None,
-                 batcher: Batcher | None = None, capture: Capture | None = None):
+    def __init__(self, engine: "Engine | None", cfg: Config, wallet: "bt.Wallet | None" = None,
+                 batcher: "Batcher | None" = None, capture: "Capture | None" = None):
+        """`engine` is None with `cfg.miner.engine_url` (answers come from that server)."""
         self.cfg, mc, sc = cfg, cfg.miner, cfg.serve
         if mc.local:
             local_mode_networking()
-        self.owns_batcher = batcher is None
-        self.batcher = batcher or Batcher(engine, sc.max_batch_size, sc.max_wait_ms, sc.deadline_s)
-        self.metrics = self.batcher.metrics
-        self.capture = capture or (Capture(cfg.capture) if cfg.capture.enabled else None)
+        self.remote = RemoteEngine(mc.engine_url, mc.engine_api_key) if mc.engine_url else None
+        self.owns_batcher = batcher is None and self.remote is None
+        if self.remote is not None:
+            if cfg.capture.enabled or capture is not None:
+                raise ValueError("--capture needs the engine in this process; with --engine-url capture on "
+                                 "the server: roadwork serve --capture DIR")
+            self.batcher, self.metrics = None, Metrics()
+        else:
+            from roadwork.serve.batcher import Batcher
+
+            self.batcher = batcher or Batcher(engine, sc.max_batch_size, sc.max_wait_ms, sc.deadline_s)
+            self.metrics = self.batcher.metrics
+        if capture is None and cfg.capture.enabled:
+            from roadwork.serve.capture import Capture
+
+            capture = Capture(cfg.capture)
+        self.capture = capture
         self.wallet = wallet or load_wallet(cfg)
         self.subtensor = None
         self.metagraph = None
@@ -184,20 +206,28 @@ class Miner:
         budget = min(sc.deadline_s, max(0.5, float(synapse.timeout or 12.0) - 1.0))
         deadline = t0 + budget
         prob: float = mc.fallback_prediction
-        why, result, image = "", None, None
+        why, result, image, tier = "", None, None, "fallback"
         try:
             text = synapse.image
             if isinstance(text, str) and len(text) > sc.max_image_bytes * 4 // 3 + 4:
                 raise ImageError("synapse.image", f"{len(text)} base64 characters is over the limit")
-            image = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: decode_base64(text, "synapse.image", max_pixels=sc.max_pixels,
-                                            max_bytes=sc.max_image_bytes))
-            result = (await self.batcher.predict([image], deadline))[0]
-            prob = result.prob
+            if self.remote is not None:  # the server decodes, checks the limits and answers
+                if not isinstance(text, str) or not text:
+                    raise ImageError("synapse.image", "empty or not a base64 string")
+                answer = await self.remote.predict_base64(text, deadline)
+                prob, tier = answer.prob, answer.tier
+            else:
+                image = await asyncio.get_running_loop().run_in_executor(
+                    None, lambda: decode_base64(text, "synapse.image", max_pixels=sc.max_pixels,
+                                                max_bytes=sc.max_image_bytes))
+                result = (await self.batcher.predict([image], deadline))[0]
+                prob, tier = result.prob, result.tier
         except ImageError as e:
             why = f"bad input: {e.reason}"
         except DeadlineExceeded:
             why = f"no answer within {budget:.1f} s"
+        except EngineUnavailable as e:  # logged below as one line: expected while the server restarts
+            why = f"engine unavailable: {e}"
         except Exception as e:  # the validator must still get a valid number
             why = f"{type(e).__name__}: {e}"
             log.exception("miner forward failed")
@@ -208,7 +238,7 @@ class Miner:
         if why:
             log.warning("answered fallback %.3f to %s: %s", synapse.prediction, _caller(synapse), why)
             self.metrics.fallbacks.labels("miner", why.split(":")[0][:40]).inc()
-        self._log_answer(synapse, time.monotonic() - t0, result.tier if result is not None else "fallback")
+        self._log_answer(synapse, time.monotonic() - t0, tier if not why else "fallback")
         self.metrics.requests.labels("miner", outcome).inc()
         self.metrics.images.labels("miner").inc()
         self.metrics.latency.labels("miner").observe(time.monotonic() - t0)
@@ -242,6 +272,9 @@ class Miner:
         mc = self.cfg.miner
         if self.owns_batcher:
             self.batcher.start(warmup=self.cfg.serve.warmup)
+        if self.remote is not None:  # not fatal: the miner answers the fallback until the server is up
+            state = self.remote.ready()
+            (log.info if state == "ready" else log.warning)("engine server %s: %s", self.remote.url, state)
         if not mc.local:
             hotkey = self.wallet.hotkey.ss58_address
             if not self.subtensor.is_hotkey_registered(hotkey_ss58=hotkey, netuid=mc.netuid):
@@ -335,7 +368,16 @@ def _wait_port(host: str, port: int, up: bool, timeout: float = 10.0) -> bool:
     return False
 
 
-def run_miner(engine: Engine, cfg: Config) -> None:
+def build_engine(cfg: Config) -> "Engine | None":
+    """The in-process engine, or None when `miner.engine_url` names a server (nothing heavy imported)."""
+    if cfg.miner.engine_url:
+        return None
+    from roadwork.engine import Engine
+
+    return Engine.from_config(cfg)
+
+
+def run_miner(engine: "Engine | None", cfg: Config) -> None:
     Miner(engine, cfg).run()
 
 
@@ -351,9 +393,13 @@ def mine_main(model: str | None, config: str | None, miner: dict, serve: dict, c
     except ConfigError as e:
         log.error("%s", e)
         return 2
+    if cfg.miner.engine_url and (model or cfg.capture.enabled):
+        log.error("--engine-url: the model%s belong to the server (roadwork serve --model M%s)",
+                  " and --capture" if cfg.capture.enabled else "", " --capture DIR" if cfg.capture.enabled else "")
+        return 2
     setup_logging(cfg.miner)
     try:
-        run_miner(Engine.from_config(cfg), cfg)
+        run_miner(build_engine(cfg), cfg)
     except (FileNotFoundError, RuntimeError) as e:  # missing wallet, unregistered hotkey
         log.error("%s", e)
         return 1
