@@ -196,7 +196,7 @@ from roadwork.serve.miner import Miner, build_engine
 cfg = shell_config(None, None, {{"miner": {{"local": True, "engine_url": "http://127.0.0.1:9", "axon_port": 0,
                                         "wallet_path": {str(tmp_path)!r}}}}})
 m = Miner(build_engine(cfg), cfg)
-heavy = [n for n in ("torch", "torchvision", "transformers", "timm", "cv2", "roadwork.engine", "roadwork.tiers",
+heavy = [n for n in ("torch", "torchvision", "transformers", "timm", "cv2", "onnxruntime", "roadwork.engine",
                      "roadwork.serve.batcher", "pyarrow") if n in sys.modules]
 print(json.dumps(heavy))
 """
