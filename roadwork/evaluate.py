@@ -3,7 +3,7 @@
 source ─► (seeded) challenge of one validator version (`--protocol`, roadwork/challenge/protocols.py):
          2026-01/04 an augmentation level + 224x224 JPEG q75, 2026-05 the native image as JPEG q75,
          decoded as the miner decodes it
-       ─► engine.predict in batches ─► metrics overall / per level / per source / per tier
+       ─► roadwork.stream (engine.predict in batches) ─► metrics overall / per level / per source / per tier
        ─► the subnet reward simulated over a validator-like stream of those answers.
 
 Everything random comes from `seed`, split exactly as `roadwork challenge make` splits it: two
@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -33,6 +33,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from roadwork.decode import ImageError
 from roadwork.jsonio import json_safe
 from roadwork.metrics import binary_metrics, hard_labels, stream_reward
+from roadwork.stream import stream
+
+if TYPE_CHECKING:
+    from roadwork.engine import Engine
 
 MAX_ERRORS_JSON = 100  # the JSON lists this many unreadable files; the count is always exact
 
@@ -120,7 +124,7 @@ class EvalReport:
 
 
 # ---- the loop ---------------------------------------------------------------------------------
-def evaluate(engine: Any, source: Any, challenge: bool = True, seed: int = 0, limit: int | None = None,
+def evaluate(engine: "Engine", source: Any, challenge: bool = True, seed: int = 0, limit: int | None = None,
              progress: bool = True, batch_size: int = 32, console: Console | None = None,
              protocol: str | None = None) -> EvalReport:
     """Run `engine` over every readable image of `source` (a spec for `roadwork.data.open_source`,
@@ -140,18 +144,8 @@ def evaluate(engine: Any, source: Any, challenge: bool = True, seed: int = 0, li
     tiers, per_tier, times, timed_out = [], [], [], []
     errors: list[tuple[str, str]] = []
 
-    def flush(batch: list[tuple[Image.Image, int, int, str, str]]) -> None:
-        for (_, y, lv, s, p), r in zip(batch, engine.predict([b[0] for b in batch])):
-            probs.append(r.prob), labels.append(y), levels.append(lv), sources.append(s), paths.append(p)
-            tiers.append(r.tier), per_tier.append(dict(r.per_tier)), times.append(dict(r.times_ms))
-            timed_out.append(bool(r.timed_out))
-        batch.clear()
-
-    console = console or Console(stderr=True)
-    columns = (TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True, disable=not progress) as bar:
-        task = bar.add_task("eval", total=total)
-        batch: list[tuple[Image.Image, int, int, str, str]] = []
+    def challenged() -> Iterator[tuple[tuple[int, int, str, str], Image.Image]]:
+        """((label, level, source, path), image) of every readable image; errors are recorded."""
         for item in items:
             bar.advance(task)
             if isinstance(item, ImageError):
@@ -165,11 +159,16 @@ def evaluate(engine: Any, source: Any, challenge: bool = True, seed: int = 0, li
                 except ImageError as e:
                     errors.append((e.source, e.reason))
                     continue
-            batch.append((img, label, level, src_name, path))
-            if len(batch) >= batch_size:
-                flush(batch)
-        if batch:
-            flush(batch)
+            yield (label, level, src_name, path), img
+
+    console = console or Console(stderr=True)
+    columns = (TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True, disable=not progress) as bar:
+        task = bar.add_task("eval", total=total)
+        for (y, lv, src_name, path), r in stream(engine, challenged(), batch_size):
+            probs.append(r.prob), labels.append(y), levels.append(lv), sources.append(src_name), paths.append(path)
+            tiers.append(r.tier), per_tier.append(dict(r.per_tier)), times.append(dict(r.times_ms))
+            timed_out.append(bool(r.timed_out))
     # errors the source found by itself (e.g. non-image files met while scanning a folder)
     seen = {p for p, _ in errors}
     errors = [e for e in getattr(src, "errors", []) if e[0] not in seen] + errors
@@ -177,7 +176,7 @@ def evaluate(engine: Any, source: Any, challenge: bool = True, seed: int = 0, li
     rep = EvalReport(probs=np.array(probs, dtype=np.float64), labels=np.array(labels, dtype=np.int64),
                      levels=np.array(levels, dtype=np.int64), sources=sources, paths=paths, tiers=tiers,
                      per_tier=per_tier, times_ms=times, timed_out=np.array(timed_out, dtype=bool),
-                     tier_names=[t.name for t in getattr(engine, "tiers", [])], errors=errors,
+                     tier_names=[t.name for t in engine.tiers], errors=errors,
                      challenge=challenge, seed=seed, protocol=protocol if challenge else "")
     rep.reward = stream_reward(rep.probs, rep.labels, seed)
     rep.seconds = time.perf_counter() - t0

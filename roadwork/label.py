@@ -22,7 +22,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -31,6 +31,10 @@ from roadwork.config import Config
 from roadwork.data import (DataError, ManifestSource, ParquetSource, Record, expand_paths, iter_video_frames,
                            open_source)
 from roadwork.decode import VIDEO_SUFFIXES, ImageError, load_image
+from roadwork.stream import stream
+
+if TYPE_CHECKING:
+    from roadwork.engine import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -102,45 +106,35 @@ def make_shards(items: Sequence[Item], shard_size: int) -> list[list[Item]]:
 
 
 # ---- one shard ----------------------------------------------------------------------------------
-def label_items(engine: Any, items: Sequence[Item], fps: float = 2.0, batch_size: int = 32) -> list[dict]:
+def label_items(engine: "Predictor", items: Sequence[Item], fps: float = 2.0, batch_size: int = 32) -> list[dict]:
     """Rows for `items` in input order (video frames in time order). Unreadable inputs give a row
     with `error` set; a video that breaks mid-stream keeps its decoded frames plus an error row."""
-    rows: list[dict] = []
-    batch: list = []
-    slots: list[int] = []  # row index each batched image will fill
+    rows = []
+    for row, r in stream(engine, _row_images(items, fps), batch_size):
+        if r is not None:
+            row.update(prob=float(r.prob), label=int(r.label), tier=r.tier)
+        rows.append(row)
+    return rows
 
-    def flush() -> None:
-        for i, r in zip(slots, engine.predict(batch)):
-            rows[i].update(prob=float(r.prob), label=int(r.label), tier=r.tier)
-        batch.clear()
-        slots.clear()
 
-    def add(path: str, t: float | None, image) -> None:
-        rows.append(_row(path, t))
-        slots.append(len(rows) - 1)
-        batch.append(image)
-        if len(batch) >= batch_size:
-            flush()
-
+def _row_images(items: Sequence[Item], fps: float) -> Iterator[tuple[dict, Any]]:
+    """(row, image) per image and video frame; (error row, None) for what could not be read."""
     for item in items:
         if item.video:
             try:
                 for t, frame in iter_video_frames(item.path, fps):
-                    add(item.path, float(t), frame)
+                    yield _row(item.path, float(t)), frame
             except ImageError as e:
-                rows.append(_row(item.path, None, e.reason))
+                yield _row(item.path, None, e.reason), None
             except ImportError as e:  # PyAV is optional on image-only machines
-                rows.append(_row(item.path, None, f"video input needs PyAV (pip install av): {e}"))
+                yield _row(item.path, None, f"video input needs PyAV (pip install av): {e}"), None
             continue
         try:
             image = item.load()
         except (ImageError, OSError) as e:
-            rows.append(_row(item.path, None, getattr(e, "reason", None) or f"{type(e).__name__}: {e}"))
+            yield _row(item.path, None, getattr(e, "reason", None) or f"{type(e).__name__}: {e}"), None
             continue
-        add(item.path, None, image)
-    if batch:
-        flush()
-    return rows
+        yield _row(item.path, None), image
 
 
 def _row(path: str, t: float | None, error: str | None = None) -> dict:

@@ -6,15 +6,17 @@ import json
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from PIL import Image
 from rich.console import Console
 from rich.progress import Progress
 
 from roadwork.data.paths import Miss, expand_inputs
 from roadwork.decode import VIDEO_SUFFIXES, ImageError, load_image
-from roadwork.engine import Engine
+from roadwork.engine import Predictor, Result
+from roadwork.stream import stream
 
 
-def run_predict(paths: Sequence[str], engine: Engine, as_json: bool = False, batch_size: int = 16,
+def run_predict(paths: Sequence[str], engine: Predictor, as_json: bool = False, batch_size: int = 16,
                 fps: float = 2.0, console: Console | None = None, views: str | None = None,
                 geo=None, out: str | Path | None = None) -> int:
     """Print one line per image (or error), in argument order; returns the exit code (1 if any input
@@ -27,16 +29,19 @@ def run_predict(paths: Sequence[str], engine: Engine, as_json: bool = False, bat
     n_images = sum(isinstance(e, Path) and e.suffix.lower() not in VIDEO_SUFFIXES for e in entries)
     with Progress(console=console, transient=True, disable=n_images < 8) as bar:
         task = bar.add_task("predicting", total=n_images)
-        for run in _runs(entries, batch_size):
-            first = run[0]
-            if isinstance(first, Miss):
+        for (entry, error), r in stream(engine, _decoded(entries), batch_size):
+            if isinstance(entry, Miss):
                 failed += 1
-                _emit_error(f"{first.item}: {first.why}", first.item, as_json, console)
-            elif first.suffix.lower() in VIDEO_SUFFIXES:
-                failed += _predict_video(first, engine, as_json, fps, console, geo)
+                _emit_error(f"{entry.item}: {entry.why}", entry.item, as_json, console)
+            elif error is not None:
+                failed += 1
+                bar.advance(task)
+                _emit_error(str(error), str(entry), as_json, console)
+            elif r is None:  # a video: its frames go through the engine on their own
+                failed += _predict_video(entry, engine, as_json, fps, console, geo)
             else:
-                failed += _predict_images(run, engine, as_json, console, probs, geo)
-                bar.advance(task, len(run))
+                bar.advance(task)
+                _emit_result(entry, r, as_json, probs, geo)
     if geo is not None and out is not None:
         written = geo.write(out)
         console.print(f"work-zone map: {written} and {Path(out) / 'map.html'}" if written
@@ -46,49 +51,27 @@ def run_predict(paths: Sequence[str], engine: Engine, as_json: bool = False, bat
     return 1 if failed else 0
 
 
-def _runs(entries: list[Path | Miss], batch_size: int) -> Iterator[list]:
-    """Consecutive images in batches of at most `batch_size`; each video or miss alone: output keeps the order."""
-    batch: list[Path] = []
+def _decoded(entries: list[Path | Miss]) -> Iterator[tuple[tuple[Path | Miss, ImageError | None], Image.Image | None]]:
+    """((entry, decoding error), image) for the stream: misses, unreadable files and videos pass
+    through without an image."""
     for e in entries:
         if isinstance(e, Miss) or e.suffix.lower() in VIDEO_SUFFIXES:
-            if batch:
-                yield batch
-                batch = []
-            yield [e]
-        else:
-            batch.append(e)
-            if len(batch) == batch_size:
-                yield batch
-                batch = []
-    if batch:
-        yield batch
-
-
-def _predict_images(paths: list[Path], engine: Engine, as_json: bool, console: Console, probs: list[float],
-                    geo=None) -> int:
-    """Predict one batch; print a line per image (an error line for an unreadable one) in order."""
-    images, failed = {}, 0
-    for i, f in enumerate(paths):
-        try:
-            images[i] = load_image(f)
-        except ImageError as e:
-            images[i] = e
-    ok = [i for i, v in images.items() if not isinstance(v, ImageError)]
-    results = dict(zip(ok, engine.predict([images[i] for i in ok])))
-    for i, f in enumerate(paths):
-        if i not in results:
-            failed += 1
-            _emit_error(str(images[i]), str(f), as_json, console)
+            yield (e, None), None
             continue
-        r = results[i]
-        probs.append(r.prob)
-        if geo is not None:  # a roadwork.geo.GeoCollector: the photo's EXIF position
-            geo.add_image(f, r.prob, r.label)
-        if as_json:
-            print(json.dumps({"path": str(f), "prob": round(r.prob, 6), "label": r.label, "tier": r.tier}), flush=True)
-        else:
-            print(f"{f}\t{r.prob:.4f}\t{'roadwork' if r.label else 'none'}\t{r.tier}", flush=True)
-    return failed
+        try:
+            yield (e, None), load_image(e)
+        except ImageError as err:
+            yield (e, err), None
+
+
+def _emit_result(f: Path, r: Result, as_json: bool, probs: list[float], geo=None) -> None:
+    probs.append(r.prob)
+    if geo is not None:  # a roadwork.geo.GeoCollector: the photo's EXIF position
+        geo.add_image(f, r.prob, r.label)
+    if as_json:
+        print(json.dumps({"path": str(f), "prob": round(r.prob, 6), "label": r.label, "tier": r.tier}), flush=True)
+    else:
+        print(f"{f}\t{r.prob:.4f}\t{'roadwork' if r.label else 'none'}\t{r.tier}", flush=True)
 
 
 def _emit_views(probs: list[float], method: str, threshold: float, as_json: bool) -> None:
@@ -108,7 +91,7 @@ def _emit_error(msg: str, path: str, as_json: bool, console: Console) -> None:
     console.print(f"[red]error[/red] {msg}", soft_wrap=True, highlight=False)
 
 
-def _predict_video(path: Path, engine: Engine, as_json: bool, fps: float, console: Console, geo=None) -> int:
+def _predict_video(path: Path, engine: Predictor, as_json: bool, fps: float, console: Console, geo=None) -> int:
     try:
         from roadwork.sequence import predict_video
     except ImportError:

@@ -144,9 +144,10 @@ def tier_table(probs: np.ndarray, labels: np.ndarray, outcome: CascadeOutcome, n
 
 # ---- the `roadwork calibrate-cascade` driver ------------------------------------------------------
 def tier_outputs(tiers: Sequence[Any], images: Sequence[Any], labels: np.ndarray, fit_calibrators: bool,
-                 batch_size: int = 32, log: Any = print) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+                 log: Any = print) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """(N, T) probabilities, (T,) measured ms per image, and calibrators fitted on the way
-    (for feature tiers that had none, when `fit_calibrators`)."""
+    (for feature tiers that had none, when `fit_calibrators`). Each tier batches by its own
+    `batch_size` (the tier base class does)."""
     import time
 
     from roadwork.tiers.calibrator import FeatureTier, fit_calibrator
@@ -157,12 +158,8 @@ def tier_outputs(tiers: Sequence[Any], images: Sequence[Any], labels: np.ndarray
     for j, tier in enumerate(tiers):
         t0 = time.perf_counter()
         feature_tier = isinstance(tier, FeatureTier)
-        chunks = []
-        for s in range(0, len(images), batch_size):
-            batch = images[s:s + batch_size]
-            chunks.append(tier.features(batch) if feature_tier else tier.predict(batch))
+        out = tier.features(images) if feature_tier else tier.predict(images)
         ms[j] = (time.perf_counter() - t0) * 1000.0 / max(len(images), 1)
-        out = np.concatenate(chunks) if chunks else np.zeros(0)
         if feature_tier:
             if fit_calibrators and not tier.calibrated:
                 fitted[tier.name] = fit_calibrator(tier, [], labels, features=out)

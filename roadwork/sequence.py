@@ -15,12 +15,17 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 from PIL import Image
 
+from roadwork.config import SequenceConfig
 from roadwork.metrics import logit, sigmoid
+from roadwork.stream import stream
+
+if TYPE_CHECKING:
+    from roadwork.engine import Predictor
 
 VIEW_METHODS = ("noisy_or", "max", "mean_logit", "mean")
 
@@ -52,8 +57,9 @@ class ViewsResult:
         return asdict(self)
 
 
-def predict_views(images: Sequence[Image.Image], engine: Any, method: str = "noisy_or") -> ViewsResult:
-    """One decision for N images of the same place."""
+def predict_views(images: Sequence[Image.Image], engine: "Predictor", method: str | None = None) -> ViewsResult:
+    """One decision for N images of the same place (`method` default: the engine's `sequence.views`)."""
+    method = method or engine.sequence.views
     results = engine.predict(list(images))
     p = combine_views([r.prob for r in results], method)
     return ViewsResult(p, int(p > engine.threshold), method, [r.prob for r in results], [r.tier for r in results])
@@ -62,14 +68,20 @@ def predict_views(images: Sequence[Image.Image], engine: Any, method: str = "noi
 # ---- hysteresis -----------------------------------------------------------------------------------
 @dataclass
 class Hysteresis:
-    enter: float = 0.6
-    exit: float = 0.4
-    min_duration_s: float = 1.0
-    max_gap_s: float = 1.0
+    """The video state machine; its settings (and their defaults) are `SequenceConfig`'s."""
+
+    enter: float
+    exit: float
+    min_duration_s: float
+    max_gap_s: float
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.exit <= self.enter <= 1.0:
             raise ValueError(f"hysteresis needs 0 <= exit <= enter <= 1, got enter={self.enter}, exit={self.exit}")
+
+    @classmethod
+    def from_config(cls, seq: SequenceConfig) -> "Hysteresis":
+        return cls(seq.enter, seq.exit, seq.min_duration_s, seq.max_gap_s)
 
     def states(self, probs: Iterable[float]) -> np.ndarray:
         """The raw on/off state after each frame (before duration and gap rules)."""
@@ -142,21 +154,15 @@ def _frames(path: str | Path, fps: float):
     return iter_video_frames(path, fps)
 
 
-def predict_video(path: str | Path, engine: Any, fps: float = 2.0, hysteresis: Hysteresis | None = None,
+def predict_video(path: str | Path, engine: "Predictor", fps: float = 2.0, hysteresis: Hysteresis | None = None,
                   batch_size: int = 16) -> VideoReport:
     """Per-frame probabilities at `fps`, smoothed into work-zone intervals. Decoding errors raise
     `ImageError` naming the file. Hysteresis settings default to the engine's `sequence` config."""
-    hyst = hysteresis or getattr(engine, "hysteresis", None) or Hysteresis()
+    hyst = hysteresis or Hysteresis.from_config(engine.sequence)
     times: list[float] = []
     probs: list[float] = []
-    batch: list[Image.Image] = []
-    for t, frame in _frames(path, fps):
+    for t, r in stream(engine, _frames(path, fps), batch_size):
         times.append(t)
-        batch.append(frame)
-        if len(batch) == batch_size:
-            probs += [r.prob for r in engine.predict(batch)]
-            batch = []
-    if batch:
-        probs += [r.prob for r in engine.predict(batch)]
+        probs.append(r.prob)
     end = times[-1] + 1.0 / fps if times else 0.0
     return VideoReport(fps, times, probs, hyst.intervals(times, probs, end_time=end), asdict(hyst))

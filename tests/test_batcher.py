@@ -122,3 +122,36 @@ def test_capture_keeps_only_the_uncertain_band(tmp_path):
     assert len(rows) == 1 and rows[0]["prob"] == 0.5 and rows[0]["file"].endswith(".png")
     assert Image.open(kept).convert("RGB").tobytes() == img.tobytes()
     assert not Capture(CaptureConfig(enabled=False, dir=str(tmp_path))).wants(0.5)
+
+
+def test_a_later_tier_slower_than_its_estimate_never_turns_a_known_answer_into_a_timeout():
+    # the second tier claims 1 ms per image but takes 2 s: at the caller's deadline the images the
+    # first tier decided have their final answer and the escalated one its provisional answer
+    from fake_tiers import FakeTier, image_with_prob
+    from roadwork.config import RouterConfig
+
+    def batcher() -> Batcher:
+        engine = Engine([FakeTier("fast"), FakeTier("stuck", cost=1.0, delay_s=2.0)], [(0.4, 0.6), (0.0, 1.0)],
+                        RouterConfig())
+        return Batcher(engine, engine_margin_s=0.0).start(warmup=False)
+
+    b = batcher()
+    try:
+        t0 = time.monotonic()
+        res = b.predict_sync([image_with_prob(p) for p in (0.1, 0.5, 0.9)], deadline=t0 + 0.7)
+        waited = time.monotonic() - t0
+        # the worker is still inside the stuck tier: a new image has no answer of any kind yet
+        with pytest.raises(DeadlineExceeded):
+            b.predict_sync([image_with_prob(0.1)], deadline=time.monotonic() + 0.2)
+    finally:
+        b.stop()
+    assert waited < 1.5
+    assert [r.tier for r in res] == ["fast"] * 3
+    assert [r.provisional for r in res] == [False, True, False] and res[1].timed_out
+    assert res[1].prob == pytest.approx(0.5, abs=0.003)
+    b = batcher()
+    try:  # the same through the event-loop path the HTTP app and the miner use
+        res = asyncio.run(b.predict([image_with_prob(0.5)], deadline=time.monotonic() + 0.7))
+    finally:
+        b.stop()
+    assert res[0].provisional and res[0].tier == "fast"

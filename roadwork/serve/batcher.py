@@ -8,9 +8,12 @@ batch to the worker. While the worker runs, new images pile up and form the next
 grow with load and a lone request pays at most `max_wait_ms` extra.
 
 Deadlines are absolute `time.monotonic()` times. The engine gets the batch's earliest deadline
-(minus a margin) so its cascade can stop early with the best tier so far; the caller additionally
-stops waiting at its own deadline and gets `DeadlineExceeded`, so a stuck worker can never hold an
-answer past it.
+(minus a margin) so its cascade can stop early with the best tier so far. Each image's answer is
+set as soon as the engine knows it: final answers resolve the image's future at once (an image the
+first tier decided does not wait for a later tier working on others), provisional ones are kept on
+the future. A caller stops waiting at its own deadline and then takes the provisional answer, so a
+later tier running slower than its estimate never turns a known answer into `DeadlineExceeded`;
+only an image with no answer at all (still queued, or the first tier itself too slow) raises it.
 """
 
 from __future__ import annotations
@@ -33,11 +36,18 @@ from roadwork.serve.metrics import Metrics
 log = logging.getLogger(__name__)
 
 
+class Answer(cf.Future):
+    """One image's future `Result`, plus the provisional answer the engine handed out while a later
+    tier still ran on it (None before the first tier answered)."""
+
+    provisional: Result | None = None
+
+
 @dataclass
 class _Item:
     image: Image.Image
     deadline: float
-    future: cf.Future
+    future: Answer
 
 
 class Batcher:
@@ -134,12 +144,12 @@ class Batcher:
         return self._thread is not None and not self._closed
 
     # ---- submitting work ----------------------------------------------------------------------
-    def submit(self, images: Sequence[Image.Image], deadline: float | None = None) -> list[cf.Future]:
+    def submit(self, images: Sequence[Image.Image], deadline: float | None = None) -> list[Answer]:
         """Queue images; one concurrent future per image resolving to a `Result`."""
         if not self.accepting:
             raise ShuttingDown("the batcher is not accepting requests (not started or shutting down)")
         deadline = deadline if deadline is not None else time.monotonic() + self.deadline_s
-        items = [_Item(im, deadline, cf.Future()) for im in images]
+        items = [_Item(im, deadline, Answer()) for im in images]
         with self._idle:
             self._inflight += len(items)
         for it in items:
@@ -159,26 +169,21 @@ class Batcher:
         deadline = deadline if deadline is not None else time.monotonic() + self.deadline_s
         return await self.wait(self.submit(images, deadline), deadline)
 
-    async def wait(self, futs: Sequence[cf.Future], deadline: float) -> list[Result]:
-        """Await futures from `submit` until `deadline`; `DeadlineExceeded` when time runs out."""
+    async def wait(self, futs: Sequence[Answer], deadline: float) -> list[Result]:
+        """Await futures from `submit` until `deadline`; then provisional answers stand in for the
+        missing ones, and `DeadlineExceeded` is raised only if some image has none."""
         waiting = asyncio.gather(*(asyncio.wrap_future(f) for f in futs))
         try:
             return list(await asyncio.wait_for(waiting, timeout=max(0.0, deadline - time.monotonic())))
         except asyncio.TimeoutError:
-            for f in futs:
-                f.cancel()  # not started yet: the worker skips it
-            raise DeadlineExceeded(f"no answer for {len(futs)} image(s) before the deadline") from None
+            return _settle(futs)
 
     def predict_sync(self, images: Sequence[Image.Image], deadline: float | None = None) -> list[Result]:
         """Blocking variant for threads without an event loop."""
         deadline = deadline if deadline is not None else time.monotonic() + self.deadline_s
         futs = self.submit(images, deadline)
-        done, not_done = cf.wait(futs, timeout=max(0.0, deadline - time.monotonic()))
-        if not_done:
-            for f in futs:
-                f.cancel()
-            raise DeadlineExceeded(f"no answer for {len(not_done)} of {len(futs)} image(s) before the deadline")
-        return [f.result() for f in futs]
+        cf.wait(futs, timeout=max(0.0, deadline - time.monotonic()))
+        return _settle(futs)
 
     # ---- the loop side ------------------------------------------------------------------------
     def _enqueue(self, items: list[_Item]) -> None:
@@ -225,12 +230,18 @@ class Batcher:
                 await loop.run_in_executor(self._worker, self._run, live)
 
     def _run(self, items: list[_Item]) -> None:
-        """Runs on the worker thread: one engine call for the whole batch."""
+        """Runs on the worker thread: one engine call for the whole batch; answers go out as they come."""
         deadline = min(it.deadline for it in items) - self.engine_margin_s
-        before = dict(self.engine.escalations)
+
+        def hand_out(j: int, r: Result) -> None:
+            if r.provisional:
+                items[j].future.provisional = r
+            else:
+                _resolve(items[j].future, r)
+
         t0 = time.perf_counter()
         try:
-            results = self.engine.predict([it.image for it in items], deadline=deadline)
+            results = self.engine.predict([it.image for it in items], deadline=deadline, on_result=hand_out)
         except Exception as e:
             log.exception("engine failed on a batch of %d image(s)", len(items))
             for it in items:
@@ -239,14 +250,28 @@ class Batcher:
         m = self.metrics
         m.inference.observe(time.perf_counter() - t0)
         m.batch_size.observe(len(items))
-        for name, n in self.engine.escalations.items():
-            if n > before.get(name, 0):
-                m.escalations.labels(name).inc(n - before.get(name, 0))
         for it, r in zip(items, results):
+            for name in r.escalations:
+                m.escalations.labels(name).inc()
             m.answered_by.labels(r.tier).inc()
             if r.timed_out:
                 m.engine_deadline.inc()
-            _resolve(it.future, r)
+            _resolve(it.future, r)  # already resolved by hand_out; kept for engines that never call it
+
+
+def _settle(futs: Sequence[Answer]) -> list[Result]:
+    """At the caller's deadline: each image's final answer, else its provisional one; the rest of the
+    futures are cancelled (the worker skips them). `DeadlineExceeded` if an image has neither."""
+    cancelled = [f.cancel() for f in futs]  # False for a future that has its answer already
+    out: list[Result] = []
+    for f, late in zip(futs, cancelled):
+        if not late:
+            out.append(f.result())  # an engine failure raises here, as it would have when awaited
+        elif f.provisional is not None:
+            out.append(f.provisional)
+    if len(out) < len(futs):
+        raise DeadlineExceeded(f"no answer for {len(futs) - len(out)} of {len(futs)} image(s) before the deadline")
+    return out
 
 
 def _resolve(fut: cf.Future, value: Result) -> None:
