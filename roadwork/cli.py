@@ -427,6 +427,16 @@ def train(
         raise _fail(e)
 
 
+# ---- distill ------------------------------------------------------------------------------------
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False)
+def distill(ctx: typer.Context) -> None:
+    """Teach a fast student a teacher's cached soft labels (a cascade config, or model folders averaged),
+    with every `roadwork train` flag. `roadwork distill --help` lists them."""
+    from roadwork.train.distill import main as distill_main
+
+    raise typer.Exit(distill_main(ctx.args))
+
+
 # ---- publish ------------------------------------------------------------------------------------
 @app.command()
 def publish(

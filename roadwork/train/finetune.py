@@ -32,7 +32,7 @@ from roadwork.train import temperature as cal
 from roadwork.train import prepare as prep
 from roadwork.train import models
 from roadwork.train.config import TrainConfig
-from roadwork.train.loader import Augment, BalancedSampler, RecordImages, ValView, normalize, worker_init
+from roadwork.train.loader import BalancedSampler, RecordImages, ValView, normalize, worker_init
 from roadwork.train.progress import Reporter
 
 log = logging.getLogger("roadwork.train")
@@ -103,8 +103,9 @@ def _cosine(optim: torch.optim.Optimizer, warmup: int, horizon: dict[str, int]) 
 
 
 # ---- the run -------------------------------------------------------------------------------------
-def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
-    """Train, calibrate and save a model folder at `config.out`; returns what roadwork.json holds."""
+def train(config: TrainConfig, callbacks: Sequence[Callback] = (), targets: Any = None) -> dict[str, Any]:
+    """Train, calibrate and save a model folder at `config.out`; returns what roadwork.json holds.
+    `targets` (a roadwork.train.distill.Targets) swaps the training set and the loss for distillation."""
     cfg = config.resolved()
     rank, world, device = _dist_setup(cfg.device)
     main = rank == 0
@@ -131,10 +132,11 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> dict[str, 
              f"{sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6:.2f}M trainable; device {device}"
              + (f" x{world}" if world > 1 else ""))
 
-    camera = prep.camera_transform() if cfg.camera_jitter else None
-    train_set = RecordImages(split.train, Augment(cfg.image_size, cfg.challenge_p if cfg.challenge else 0.0,
-                                                  cfg.camera_p, camera, protocol=cfg.protocol), seed=cfg.seed)
-    labels = [r.label for r in split.train]
+    augment = prep.train_augment(cfg)
+    if targets is None:
+        train_set, labels = RecordImages(split.train, augment, seed=cfg.seed), [r.label for r in split.train]
+    else:  # distillation: teacher-scored views of the training set (and its unlabelled pool)
+        train_set, labels = targets.train_set(split, cfg, augment, rank, world)
     sampler = BalancedSampler(labels, 0.5 if cfg.balance == "sampler" else None, seed=cfg.seed, rank=rank,
                               world=world)
     loader_kw: dict[str, Any] = {"num_workers": cfg.workers, "pin_memory": device.type == "cuda",
@@ -188,11 +190,12 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> dict[str, 
         net.train()
         total, seen = 0.0, 0
         with rep.bar(f"epoch {epoch}/{cfg.epochs}", len(loader)) as advance:
-            for x, y, _ in loader:
+            for x, y, extra in loader:
                 x = normalize(x.to(device, non_blocking=True), mean, std, device.type == "cuda")
                 y = y.to(device, non_blocking=True)
                 with amp:
-                    loss = loss_fn(net(pixel_values=x).logits.float(), y)
+                    logits = net(pixel_values=x).logits.float()
+                    loss = loss_fn(logits, y) if targets is None else targets.loss(logits, y, extra.to(device))
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
                 nn.utils.clip_grad_norm_(model.parameters(), 2.0)

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from roadwork.train.config import TrainConfig
-from roadwork.train.loader import RecordImages, worker_init
+from roadwork.train.loader import Augment, RecordImages, worker_init
 
 log = logging.getLogger("roadwork.train")
 
@@ -172,6 +172,14 @@ def camera_transform() -> Callable[..., Any] | None:
         log.warning("camera jitter unavailable (%s); training without it", e)
         return None
     return CameraJitter()
+
+
+def train_augment(cfg: TrainConfig) -> Augment:
+    """The training view of `cfg` (camera jitter, the challenge simulator of its protocol, crops, flips);
+    the teacher of `roadwork distill` scores exactly these views."""
+    camera = camera_transform() if cfg.camera_jitter else None
+    return Augment(cfg.image_size, cfg.challenge_p if cfg.challenge else 0.0, cfg.camera_p, camera,
+                   protocol=cfg.protocol)
 
 
 def cache_images(records: Sequence[Any], view: Callable, seed: int, workers: int,
