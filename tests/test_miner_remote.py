@@ -81,14 +81,15 @@ def setup(tiny_vit_dir, tmp_path_factory):
             infos.append(bt.AxonInfo(version=0, ip="127.0.0.1", port=port, ip_type=4, hotkey=w.hotkey.ss58_address,
                                      coldkey=w.coldkeypub.ss58_address))
         validator = DendriteClient(wallets["validator"])
-        yield {"url": url, "port": server_port, "server": [server], "miners": miners, "infos": infos,
-               "validator": validator, "model": tiny_vit_dir, "wallets": root}
+        state = {"url": url, "port": server_port, "server": [server], "miners": miners, "infos": infos,
+                 "validator": validator, "model": tiny_vit_dir, "wallets": root}
+        yield state
         validator.close()
+        server = state["server"][0]  # the test restarts it: stop the one running now
     finally:
         for m in miners:
             _stop(m)
-        for proc in [server]:
-            _stop(proc)
+        _stop(server)
 
 
 def _ask(setup, info, jpeg, timeout=9.0):
