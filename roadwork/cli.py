@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -370,59 +369,27 @@ def calibrate_cascade(
 
 
 # ---- train --------------------------------------------------------------------------------------
+# The flags are TrainConfig's fields (one line there adds a setting here and to `python -m roadwork.train`).
+from roadwork.cli_options import typer_flags  # noqa: E402  (pydantic only)
+from roadwork.train.config import TrainConfig  # noqa: E402  (pydantic only; training imports torch when it runs)
+
+
 @app.command()
-def train(
-    data: list[str] = typer.Option(..., "--data", "-d", help="Data sources (manifest, folder, parquet, videos); repeatable."),
-    out: str = typer.Option(..., "--out", "-o", help="Output: save_pretrained folder + roadwork.json + model cards."),
-    arch: Optional[str] = typer.Option(None, help="From scratch: resnet10, resnet18-slim, convnext-atto, vit-tiny, "
-                                                  "resnet-tiny, timm/<name>, ... (default resnet10)."),
-    init: Optional[str] = typer.Option(None, help="Fine-tune this image-classification checkpoint (hub id or folder)."),
-    mode: str = typer.Option("full", help="full, lora or dora (adapters are merged before saving)."),
-    epochs: int = typer.Option(30, help="Most epochs (early stopping may end sooner)."),
-    batch_size: int = typer.Option(128, help="Images per step (per GPU under DDP)."),
-    lr: Optional[float] = typer.Option(None, help="Peak LR (default 2e-3 scratch, 1e-4 full fine-tune, 1e-3 LoRA)."),
-    weight_decay: float = typer.Option(0.05, help="AdamW weight decay (not on norms/biases)."),
-    warmup_epochs: float = typer.Option(1.0, help="Linear warm-up, then cosine decay."),
-    label_smoothing: float = typer.Option(0.1, help="Cross-entropy label smoothing."),
-    image_size: int = typer.Option(224, help="Square input size (the validator sends 224x224)."),
-    val_fraction: float = typer.Option(0.15, help="Share of groups (clips/sequences) held out for validation."),
-    holdout_source: Optional[list[str]] = typer.Option(None, help="Hold this source out entirely (cross-source test); repeatable."),
-    synth: Optional[list[str]] = typer.Option(None, help="Synthetic training images (`roadwork synth` folder or manifest)."),
-    camera_jitter: bool = typer.Option(True, help="Randomize the camera look (crop, colour cast, resolution, JPEG)."),
-    challenge: bool = typer.Option(True, help="Validator challenge simulator in training augmentation and validation."),
-    challenge_p: float = typer.Option(0.7, help="Share of training images put through the challenge simulator."),
-    protocol: str = ProtocolOpt,
-    camera_p: float = typer.Option(0.5, help="Share of training images given camera jitter."),
-    balance: str = typer.Option("sampler", help="sampler (50/50 draws), loss (class weights) or none."),
-    patience: int = typer.Option(8, help="Early stopping: epochs without a better validation MCC."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/last.pt."),
-    seed: int = typer.Option(0, help="Seed for model, split, augmentation and the challenged val set."),
-    workers: Optional[int] = typer.Option(None, help="DataLoader workers (default: the usable cores)."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
-    lora_rank: int = typer.Option(16, help="LoRA/DoRA rank (alpha = 2 x rank)."),
-    time_limit: Optional[float] = typer.Option(None, help="Stop after this many minutes, then calibrate and save."),
-    limit: Optional[int] = typer.Option(None, help="Use at most this many records."),
-    keep_checkpoints: bool = typer.Option(False, "--keep-checkpoints", help="Keep OUT/checkpoints afterwards."),
-    smoke: bool = typer.Option(False, "--smoke", help="Tiny CPU check: 64 records, resnet-tiny, 64 px, 1 epoch."),
-    model_name: Optional[str] = typer.Option(None, help="Name in the model cards (default: OUT's name)."),
-    version: str = typer.Option("0.1.0", help="model_card.json version X.Y.Z."),
-) -> None:
+@typer_flags(TrainConfig, data=dict(names=("-d",), required=True), out=dict(names=("-o",), required=True),
+             protocol=dict(callback=_protocol_ok))
+def train(**args: object) -> None:
     """Train (or fine-tune, LoRA/DoRA) a roadwork classifier, calibrate it, and save a pipeline-ready folder.
 
     Same flags under `torchrun` (DDP), or as `python -m roadwork.train`."""
-    args = dict(locals())  # first statement: exactly the options above
-    from roadwork.train.config import TrainConfig
+    from roadwork.cli_options import from_flags
+    from roadwork.model_ref import resolve_model
     from roadwork.train.finetune import train as run
 
-    from roadwork.model_ref import resolve_model
-
-    args.update(holdout_source=holdout_source or [], synth=synth or [])
-    if workers is None:
-        args["workers"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     try:
-        if init:
-            resolve_model(init, "--init")  # fail before the data is read, not after
-        run(TrainConfig(**args))
+        cfg = from_flags(TrainConfig, args)
+        if cfg.init:
+            resolve_model(cfg.init, "--init")  # fail before the data is read, not after
+        run(cfg)
     except ValueError as e:
         raise _fail(e)
 

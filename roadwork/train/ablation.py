@@ -18,7 +18,6 @@ import argparse
 import json
 import logging
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -45,12 +44,10 @@ RECIPES: dict[str, dict[str, Any]] = {
 def parse_recipe(spec: str) -> tuple[str, dict[str, Any]]:
     """`NAME:key=value,key=value` -> (NAME, overrides), values typed by TrainConfig's defaults;
     `synth=1` asks for the --synth sources. E.g. `cnx:arch=convnext-atto,synth=1,camera_jitter=1`."""
-    from dataclasses import fields
-
     name, _, body = spec.partition(":")
     if not name or not body:
         raise ValueError(f"--recipe {spec!r}: expected NAME:key=value,...")
-    known = {f.name: f for f in fields(TrainConfig)}
+    known = TrainConfig.model_fields
     over: dict[str, Any] = {"synth": False, "camera_jitter": False}
     for item in body.split(","):
         key, _, raw = item.partition("=")
@@ -60,7 +57,7 @@ def parse_recipe(spec: str) -> tuple[str, dict[str, Any]]:
         if key in ("synth", "camera_jitter", "challenge") or isinstance(getattr(TrainConfig(), key), bool):
             value: Any = raw.strip().lower() in ("1", "true", "yes", "on")
         else:
-            kind = str(known[key].type)
+            kind = str(known[key].annotation)
             value = float(raw) if "float" in kind else int(raw) if "int" in kind else raw.strip()
         over[key] = value
     return name, over
@@ -87,8 +84,9 @@ def plan(base: TrainConfig, synth: Sequence[str], recipes: Sequence[str], folds:
             if not hold or (known_sources is not None and FOLDS[f][0] not in known_sources):
                 log.warning("fold %s: source %s not in the data; skipped", f, FOLDS[f][0])
                 continue
-            cfg = replace(base, holdout_source=hold, synth=list(synth) if wants_synth else [],
-                          out=str(Path(base.out) / f"{r}__{f}"), model_name=f"{r}__{f}", **over)
+            cfg = base.model_copy(update=dict(holdout_source=hold, synth=list(synth) if wants_synth else [],
+                                              out=str(Path(base.out) / f"{r}__{f}"), model_name=f"{r}__{f}",
+                                              **over))
             runs.append((r, f, cfg))
     return runs
 
@@ -146,7 +144,7 @@ def run_ablation(base: TrainConfig, synth: Sequence[str], recipes: Sequence[str]
     for i, (recipe, fold, cfg) in enumerate(runs):
         if budget_min is not None:  # share what is left of the budget among the runs still to come
             left = budget_min - (time.monotonic() - t_all) / 60
-            cfg = replace(cfg, time_limit=max(0.2, left / (len(runs) - i)))
+            cfg = cfg.model_copy(update={"time_limit": max(0.2, left / (len(runs) - i))})
         log.warning("run %d/%d: %s on fold %s (hold out %s)", i + 1, len(runs), recipe, fold,
                     ", ".join(cfg.holdout_source))
         t0 = time.monotonic()
@@ -178,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--keep-models", action="store_true", help="Keep each run's model.safetensors.")
     args = ap.parse_args(argv)
     base = from_namespace(args)
-    synth, base = list(base.synth), replace(base, synth=[], holdout_source=[])
+    synth, base = list(base.synth), base.model_copy(update={"synth": [], "holdout_source": []})
     names = [s for s in args.recipes.split(",") if s]
     table = dict(RECIPES)
     for spec in args.recipe:

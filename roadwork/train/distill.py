@@ -495,10 +495,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                             "--protocol and augmentations); runs under torchrun like train.")
     add_arguments(parser)
     add_train_arguments(parser.add_argument_group("student (as roadwork train)"))
-    parser.set_defaults(workers=None)
     ns = parser.parse_args(argv)
-    if ns.workers is None:
-        ns.workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     opts = DistillOptions(**{f.name: getattr(ns, f.name) for f in fields(DistillOptions)})
     try:
         distill(from_namespace(ns), opts)

@@ -344,7 +344,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m roadwork.train", description=__doc__.splitlines()[0])
     add_arguments(parser)
-    train(from_namespace(parser.parse_args(argv)))
+    try:
+        train(from_namespace(parser.parse_args(argv)))
+    except ValueError as e:  # a setting the config refuses, or unusable data: one line
+        print(f"{parser.prog}: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

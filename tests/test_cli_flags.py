@@ -1,0 +1,79 @@
+"""The flags of `train`, `mine` and `label` against the config models they fill: names, defaults, help.
+
+`train`'s flags are generated from TrainConfig (roadwork.cli_options); these tests keep the generator
+and the command honest: a command line given no optional flag must build exactly the model's
+defaults, and every setting a run can have must survive `command()` -> the CLI -> the model.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import pytest
+import typer.main
+from typer.testing import CliRunner
+
+from roadwork.cli import app
+from roadwork.cli_options import default_of, flag
+from roadwork.train.config import TrainConfig
+
+
+def _params(command: str) -> dict:
+    cmd = typer.main.get_command(app).commands[command]
+    return {p.name: p for p in cmd.params if p.name != "help"}
+
+
+@pytest.fixture
+def captured(monkeypatch) -> list[TrainConfig]:
+    """What `roadwork train` hands the trainer (nothing is trained)."""
+    import roadwork.train.finetune as finetune
+
+    runs: list[TrainConfig] = []
+    monkeypatch.setattr(finetune, "train", lambda cfg: runs.append(cfg))
+    return runs
+
+
+def test_train_flags_are_the_config_fields_with_their_defaults_and_help():
+    params = _params("train")
+    assert list(params) == list(TrainConfig.model_fields)
+    for name, field in TrainConfig.model_fields.items():
+        p = params[name]
+        assert flag(name) in p.opts, name
+        assert p.help == field.description, name
+        if name in ("data", "out"):  # a run needs them: required on the command line
+            assert p.required, name
+            continue
+        default = p.default.value if isinstance(p.default, enum.Enum) else p.default
+        want = default_of(field)
+        assert (default if default is not None or not isinstance(want, list) else []) == want, name
+
+
+def test_train_without_optional_flags_builds_the_config_defaults(captured):
+    result = CliRunner().invoke(app, ["train", "--data", "d.csv", "-o", "runs/x"])
+    assert result.exit_code == 0, result.output
+    assert captured == [TrainConfig(data=["d.csv"], out="runs/x")]
+
+
+def test_every_setting_round_trips_through_the_cli(captured):
+    changed = TrainConfig(data=["a.csv", "b"], out="o", arch="convnext-atto", mode="lora", epochs=3,
+                          batch_size=7, lr=1e-3, weight_decay=0.0, warmup_epochs=0.5, label_smoothing=0.0,
+                          image_size=96, val_fraction=0.2, holdout_source=["idd_lite", "kitti_road"],
+                          synth=["s"], camera_jitter=False, challenge=False, challenge_p=0.1,
+                          protocol="2026-04", camera_p=0.2, balance="loss", patience=2, seed=3, workers=1,
+                          device="cpu", lora_rank=4, time_limit=1.5, limit=9, keep_checkpoints=True,
+                          model_name="m", version="1.2.3")
+    # every field but the two command() leaves out on purpose differs from its default
+    same = [n for n, f in TrainConfig.model_fields.items() if getattr(changed, n) == default_of(f)]
+    assert same == ["init", "resume", "smoke"]
+    argv = changed.command().split()[1:]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    assert captured == [changed]
+
+
+def test_a_refused_value_is_one_line_naming_the_flag(captured):
+    result = CliRunner().invoke(app, ["train", "--data", "d", "--out", "o", "--epochs", "0"])
+    assert result.exit_code == 2 and not captured
+    assert "--epochs" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(app, ["train", "--data", "d", "--out", "o", "--protocol", "2025"])
+    assert result.exit_code == 2 and "2025" in result.output
