@@ -13,6 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from roadwork.decode import MAX_BYTES, MAX_PIXELS
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO_ROOT / "models" / "default"
 
@@ -82,10 +84,12 @@ class ServeConfig(_Strict):
     max_batch_size: int = Field(32, ge=1)
     max_wait_ms: float = Field(5.0, ge=0)
     deadline_s: float = Field(8.0, gt=0)  # below the validator's 9 s dendrite timeout
-    # Limits on one image (HTTP and miner): 2026-05 validators send native-resolution photos, so a 20 MiB,
-    # 4000x3000 (12 MP) phone JPEG must pass; anything over 50 MP is refused from its header as a bomb.
-    max_image_bytes: int = Field(20 * 1024 * 1024, ge=1)
-    max_pixels: int = Field(50_000_000, ge=1)  # decompression-bomb guard
+    # Limits on one image (HTTP and miner; defaults from roadwork/decode.py, where they are defined once):
+    # 2026-05 validators send native-resolution photos, so a 20 MiB (max_image_bytes), 4000x3000 phone JPEG
+    # must pass; over 50 MP (max_pixels) is refused from its header as a decompression bomb. A JPEG of at
+    # least 2048 px (2 x decode.DRAFT_SIDE) on both sides is decoded reduced (1/2..1/8) to >= 1024 px.
+    max_image_bytes: int = Field(MAX_BYTES, ge=1)
+    max_pixels: int = Field(MAX_PIXELS, ge=1)
     max_images: int = Field(64, ge=1)  # per HTTP request
     warmup: bool = True
     # Answers kept by image hash (LRU; 0 turns it off): a validator sends one image to ten miners, and

@@ -19,8 +19,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-MAX_PIXELS = 50_000_000  # ~7000x7000; larger is a decompression bomb for a 224-px model
+# The limits on one image, defined here once (ServeConfig's defaults and the config's comments read them).
+# 2026-05 validators send photos at native size: a 4000x3000, 20 MiB phone JPEG must decode; more pixels than
+# ~7000x7000 is a decompression bomb for a 224-px model and is refused from the header, before any decoding.
+MAX_PIXELS = 50_000_000
 MAX_BYTES = 20 * 1024 * 1024
+# Large JPEGs are decoded at the smallest DCT scale (1/2, 1/4, 1/8: PIL's `draft`) that keeps both sides
+# >= this: about half the decode time of a 12 MP photo (the Huffman pass is not scaled), a quarter of the
+# memory, and still over 4x what the largest tier input (224 px) needs. None decodes at full size.
+DRAFT_SIDE = 1024
 # What phones, dashcams and the validator produce (the JPEG plugin also opens phones' MPO files).
 # AVIF only where this Pillow has it (>= 11.2): naming a missing plugin makes Image.open fail.
 Image.init()
@@ -53,8 +60,10 @@ def _preview(data: bytes) -> str:
 
 
 def decode_bytes(data: bytes, source: str = "<bytes>", max_pixels: int = MAX_PIXELS,
-                 max_bytes: int = MAX_BYTES) -> Image.Image:
-    """Decode image bytes to an RGB image, refusing empty, oversized, truncated and bomb inputs.
+                 max_bytes: int = MAX_BYTES, draft_side: int | None = DRAFT_SIDE) -> Image.Image:
+    """Decode image bytes to an RGB image, refusing empty, oversized, truncated and bomb inputs. A JPEG
+    larger than `draft_side` on both sides comes out reduced (see DRAFT_SIDE); the pixel limit applies to
+    its full size.
 
     EXIF orientation is deliberately not applied: the validator's images reach miners without it.
     """
@@ -74,6 +83,8 @@ def decode_bytes(data: bytes, source: str = "<bytes>", max_pixels: int = MAX_PIX
             if w * h > max_pixels:
                 raise ImageError(source, f"{w}x{h} = {w * h} pixels is over the {max_pixels}-pixel limit "
                                          "(decompression bomb?)")
+            if draft_side and img.format == "JPEG" and min(w, h) >= 2 * draft_side:
+                img.draft(img.mode, (draft_side, draft_side))
             img.load()  # forces the full decode: truncated files fail here, not later
             return _to_rgb(img)
     except ImageError:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from roadwork.decode import MAX_PIXELS, ImageError, decode_base64, decode_bytes, load_image
+from roadwork.decode import DRAFT_SIDE, MAX_PIXELS, ImageError, decode_base64, decode_bytes, load_image
 
 
 def png_bytes(width: int, height: int, bit_depth: int = 1, idat: bool = True) -> bytes:
@@ -194,3 +194,32 @@ def test_base64_of_text_and_bad_data_urls():
 
 def test_base64_size_refused_before_decoding():
     assert "byte limit" in reason(decode_base64, "QUJD" * 1000, max_bytes=100).reason
+
+
+# ---- native-resolution photos (issue 12 item 2) ---------------------------------------------------
+def test_a_20_mib_4000x3000_photo_decodes_reduced_to_a_faithful_2000x1500(phone_jpeg, tmp_path):
+    small = decode_bytes(phone_jpeg, "phone.jpg")
+    assert small.mode == "RGB" and small.size == (2000, 1500)  # 1/2 is the smallest scale keeping >= 1024 px
+    full = decode_bytes(phone_jpeg, "phone.jpg", draft_side=None)
+    assert full.size == (4000, 3000)
+    # the whole picture scaled (not a crop): it matches the full decode box-filtered to the same size
+    diff = np.abs(np.asarray(small, dtype=np.float64) - np.asarray(full.resize(small.size, Image.BOX), dtype=np.float64))
+    assert diff.mean() < 4.0, diff.mean()
+    (tmp_path / "phone.jpg").write_bytes(phone_jpeg)
+    assert np.array_equal(np.asarray(load_image(tmp_path / "phone.jpg")), np.asarray(small))  # files as the wire
+
+
+@pytest.mark.parametrize("size, reduced", [((2047, 4000), (2047, 4000)), ((2048, 2048), (1024, 1024)),
+                                           ((9000, 2100), (4500, 1050))])
+def test_only_jpegs_twice_the_draft_side_are_reduced_and_never_below_it(size, reduced):
+    data = encode(Image.new("RGB", size, (200, 120, 30)))
+    assert decode_bytes(data).size == reduced and min(reduced) >= DRAFT_SIDE
+    assert decode_bytes(encode(Image.new("RGB", size), "PNG")).size == size  # PNG has no reduced decode
+
+
+def test_a_jpeg_claiming_bomb_dimensions_is_refused_from_its_header():
+    data = bytearray(encode(Image.new("RGB", (64, 48))))
+    sof = data.index(b"\xff\xc0")  # baseline frame header: length (2), precision (1), height (2), width (2)
+    data[sof + 5:sof + 9] = struct.pack(">HH", 9000, 9000)  # 81 MP claimed: refused before any decoding
+    e = reason(decode_bytes, bytes(data), "claims.jpg")
+    assert "9000x9000" in e.reason and "bomb" in e.reason

@@ -233,14 +233,9 @@ def test_one_rate_limited_info_line_per_answer(miner, validator, wallets, street
     assert f"{resp.prediction:.4f}" in lines[1] and lines[1].endswith("(+2 answers not logged)")
 
 
-def test_a_4000x3000_photo_gets_the_engines_probability(miner, validator, reference, street_images):
-    """2026-05 sends native-resolution images: a 12-megapixel phone photo must get a real answer in time."""
-    import io
-
-    big = street_images[0].resize((4000, 3000))
-    buf = io.BytesIO()
-    big.save(buf, format="JPEG", quality=95)
-    jpeg = buf.getvalue()
+def test_a_4000x3000_photo_gets_the_engines_probability(miner, validator, reference, phone_jpeg):
+    """2026-05 sends native-resolution images: a 12-megapixel, 20 MiB phone photo must get a real answer in time."""
+    jpeg = phone_jpeg
     t0 = time.monotonic()
     resp = validator.query(miner.axon.info(), ImageSynapse(image=_b64(jpeg)), timeout=9.0)
     took = time.monotonic() - t0

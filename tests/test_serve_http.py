@@ -91,6 +91,15 @@ def test_predict_json_matches_the_engine(server, reference, jpegs):
         assert got["timed_out"] is False
 
 
+def test_a_20_mib_4000x3000_photo_gets_the_engines_probability(server, reference, phone_jpeg):
+    r = httpx.post(f"{server.url}/v1/predict", files=[("files", ("phone.jpg", phone_jpeg, "image/jpeg"))],
+                   timeout=30)
+    assert r.status_code == 200, r.text
+    got = r.json()["results"][0]
+    assert not got["timed_out"] and got["prob"] == pytest.approx(reference.predict([decode_bytes(phone_jpeg)])[0].prob,
+                                                                 abs=1e-6)
+
+
 def test_predict_multipart_equals_json(server, jpegs):
     files = [("files", (f"{i}.jpg", j, "image/jpeg")) for i, j in enumerate(jpegs)]
     multi = httpx.post(f"{server.url}/v1/predict", files=files)

@@ -150,7 +150,8 @@ def apply_level(img: Image.Image, protocol: str | Protocol, level: int, angle: f
 
 def cache_fill(img: Image.Image) -> Image.Image:
     """A dataset JPEG as the validator's cache holds it: re-saved with PIL defaults (q75), decoded."""
-    return decode_bytes(ops.jpeg_bytes(img.convert("RGB")), source="cache JPEG")
+    # the validator's side: it decodes its cache at full size (only the miner's decode may be reduced)
+    return decode_bytes(ops.jpeg_bytes(img.convert("RGB")), source="cache JPEG", draft_side=None)
 
 
 def make_challenge(img: Image.Image, rng: np.random.Generator, level: int | None = None,
