@@ -1,5 +1,5 @@
 """Training: LoRA/DoRA steps, calibration maths and folding, the full `train()` run on a tiny data set
-(pipeline compatibility, resume), samplers, splits, synth filtering, the ablation plan and the CLI."""
+(pipeline compatibility, resume), samplers, splits, synth filtering and the CLI (the ablation: test_ablation.py)."""
 
 from __future__ import annotations
 
@@ -412,51 +412,6 @@ def test_init_reheads_a_checkpoint_with_other_labels(tmp_path):
                                         num_attention_heads=2, intermediate_size=64, num_labels=5)).save_pretrained(tmp_path)
     m = models.build_model(init=str(tmp_path))
     assert m.classifier.out_features == 2 and m.config.id2label == {0: "None", 1: "Roadwork"}
-
-
-def test_ablation_plan_and_table():
-    from roadwork.train.ablation import markdown, plan
-
-    base = TrainConfig(data=["d"], out="runs/abl")
-    runs = plan(base, [], ["baseline", "camera", "synth"], ["idd", "clips"],
-                known_sources={"idd_lite", "roadwork_clips", "camvid", "kitti_road"})
-    assert [(r, f) for r, f, _ in runs] == [("baseline", "idd"), ("baseline", "clips"), ("camera", "idd"),
-                                            ("camera", "clips")]  # synth needs --synth
-    cfg = runs[1][2]
-    assert cfg.holdout_source == ["roadwork_clips", "kitti_road"] and cfg.camera_jitter is False
-    assert cfg.out == str(Path("runs/abl") / "baseline__clips")
-    with_synth = plan(base, ["s"], ["synth+camera"], ["idd"], known_sources={"idd_lite"})
-    assert with_synth[0][2].synth == ["s"] and with_synth[0][2].camera_jitter is True
-    row = {"recipe": "baseline", "fold": "idd", "cross_positives": 3, "cross_n": 30, "within_mcc": 0.9,
-           "within_auc": 0.95, "cross_mcc": 0.5, "cross_auc": 0.7, "cross_reward": 0.2, "best_epoch": 2,
-           "epochs_run": 3, "seconds": 10.0, "command": "roadwork train ..."}
-    md = markdown([row, dict(row, fold="clips", cross_mcc=0.3)])
-    assert "| baseline | idd (3/30 roadwork) | 0.900 | 0.950 | 0.500 |" in md
-    assert "| baseline | 0.900 | 0.400 |" in md  # mean cross MCC over the two folds
-
-
-def test_run_ablation_writes_the_table(tiny_data, tmp_path):
-    from roadwork.train.ablation import run_ablation
-
-    base = tiny_cfg(tiny_data, tmp_path / "abl", epochs=1, challenge=False)
-    rows = run_ablation(base, [], ["baseline"], ["idd"])
-    assert len(rows) == 1 and rows[0]["holdout"] == ["idd_lite"] and rows[0]["cross_n"] == 12
-    assert json.loads((tmp_path / "abl" / "ablation.json").read_text()) == rows
-    assert "| baseline | idd (6/12 roadwork) |" in (tmp_path / "abl" / "ablation.md").read_text()
-    run = tmp_path / "abl" / "baseline__idd"
-    assert (run / "roadwork.json").is_file() and not (run / "model.safetensors").exists()
-
-
-def test_custom_recipes_parse_with_types():
-    from roadwork.train.ablation import parse_recipe
-
-    name, over = parse_recipe("cnx:arch=convnext-atto,synth=1,camera_jitter=true,challenge_p=0.9,epochs=7")
-    assert name == "cnx" and over == {"arch": "convnext-atto", "synth": True, "camera_jitter": True,
-                                      "challenge_p": 0.9, "epochs": 7}
-    with pytest.raises(ValueError, match="holdout_source"):
-        parse_recipe("x:holdout_source=idd_lite")
-    with pytest.raises(ValueError, match="NAME"):
-        parse_recipe("nobody")
 
 
 def test_command_round_trips_through_argparse():
