@@ -122,19 +122,24 @@ def export_onnx(
 
 
 # ---- label --------------------------------------------------------------------------------------
+# Flags left out keep the config's `label:` section (LabelConfig); show_default is its default
+# (tests/test_cli_flags.py checks each one against the model).
 @app.command()
 def label(
     specs: list[str] = typer.Argument(..., help="Images, folders, globs, videos, manifests or parquet shards."),
     out: Path = typer.Option(..., "--out", "-o", help="Writes OUT/labels/part-*.parquet and OUT/summary.json."),
     model: Optional[str] = ModelOpt,
     config: Optional[Path] = ConfigOpt,
-    fps: float = FpsOpt,
-    batch_size: int = typer.Option(32, min=1, help="Images per engine call."),
-    shard_size: int = typer.Option(256, min=1, help="Items per shard (the unit of work and of --resume)."),
-    num_workers: Optional[int] = typer.Option(None, min=1, help="Actors (default: one per CPU, or per GPU share)."),
+    fps: Optional[float] = typer.Option(None, help="Frames per second sampled from videos.", show_default="2.0"),
+    batch_size: Optional[int] = typer.Option(None, help="Images per engine call.", show_default="32"),
+    shard_size: Optional[int] = typer.Option(None, help="Items per shard (the unit of work and of --resume).",
+                                             show_default="256"),
+    num_workers: Optional[int] = typer.Option(None, help="Actors (default: one per CPU, or per GPU share)."),
     address: Optional[str] = typer.Option(None, help="Ray cluster to join (default: start a local one)."),
-    gpus_per_worker: float = typer.Option(0.0, min=0.0, help="GPUs per actor (0.5 packs two per GPU)."),
-    resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip shards whose part file exists."),
+    gpus_per_worker: Optional[float] = typer.Option(None, help="GPUs per actor (0.5 packs two per GPU).",
+                                                    show_default="0.0"),
+    resume: Optional[bool] = typer.Option(None, "--resume/--no-resume", show_default="True",
+                                          help="Skip shards whose part file exists."),
     local: bool = typer.Option(False, "--local", help="No Ray: label in this process."),
 ) -> None:
     """Label large image/video sets into parquet, scaled out on Ray (one engine per actor)."""
@@ -142,7 +147,7 @@ def label(
 
     raise typer.Exit(label_main(specs, out, model, config, console, fps=fps, batch_size=batch_size,
                                 shard_size=shard_size, num_workers=num_workers, address=address,
-                                gpus_per_worker=gpus_per_worker, resume=resume, local=local))
+                                gpus_per_worker=gpus_per_worker, resume=resume, local=local or None))
 
 
 # ---- eval ---------------------------------------------------------------------------------------
@@ -191,11 +196,11 @@ def data(
 def serve(
     model: Optional[str] = ModelOpt,
     config: Optional[Path] = ConfigOpt,
-    host: Optional[str] = typer.Option(None, help="Bind address (default 127.0.0.1)."),
-    port: Optional[int] = typer.Option(None, help="Port (default 8000)."),
+    host: Optional[str] = typer.Option(None, help="Bind address.", show_default="127.0.0.1"),
+    port: Optional[int] = typer.Option(None, help="Port.", show_default="8000"),
     api_key: Optional[str] = typer.Option(None, envvar="ROADWORK_API_KEY", help="Require this X-API-Key."),
-    max_batch_size: Optional[int] = typer.Option(None, help="Most images per engine call."),
-    max_wait_ms: Optional[float] = typer.Option(None, help="Longest wait for a batch to fill."),
+    max_batch_size: Optional[int] = typer.Option(None, help="Most images per engine call.", show_default="32"),
+    max_wait_ms: Optional[float] = typer.Option(None, help="Longest wait (ms) for a batch to fill.", show_default="5.0"),
     capture: Optional[str] = typer.Option(None, "--capture", help="Save uncertain inputs to this folder."),
 ) -> None:
     """HTTP API: POST /v1/predict, GET /healthz /readyz /metrics /docs."""
@@ -238,16 +243,16 @@ def _print_version(value: bool) -> None:
 def mine(
     model: Optional[str] = ModelOpt,
     config: Optional[Path] = ConfigOpt,
-    netuid: Optional[int] = typer.Option(None, "--netuid", help="Subnet (default 72)."),
-    wallet_name: Optional[str] = typer.Option(None, "--wallet-name", "--wallet.name"),
-    wallet_hotkey: Optional[str] = typer.Option(None, "--wallet-hotkey", "--wallet.hotkey"),
+    netuid: Optional[int] = typer.Option(None, "--netuid", help="Subnet.", show_default="72"),
+    wallet_name: Optional[str] = typer.Option(None, "--wallet-name", "--wallet.name", show_default="default"),
+    wallet_hotkey: Optional[str] = typer.Option(None, "--wallet-hotkey", "--wallet.hotkey", show_default="default"),
     wallet_path: Optional[str] = typer.Option(None, "--wallet-path", "--wallet.path"),
     network: Optional[str] = typer.Option(None, "--subtensor-network", "--subtensor.network",
-                                          help="finney | test | local | ws://..."),
+                                          help="finney | test | local | ws://...", show_default="finney"),
     chain_endpoint: Optional[str] = typer.Option(None, "--subtensor.chain_endpoint", "--subtensor-chain-endpoint",
                                                  help="ws(s)://host:port of a subtensor node; overrides the network."),
     axon_ip: Optional[str] = typer.Option(None, "--axon.ip", "--axon-ip", help="Bind address (default all)."),
-    axon_port: Optional[int] = typer.Option(None, "--axon-port", "--axon.port", help="Default 8091."),
+    axon_port: Optional[int] = typer.Option(None, "--axon-port", "--axon.port", show_default="8091"),
     external_ip: Optional[str] = typer.Option(None, "--axon-external-ip", "--axon.external_ip",
                                               help="IP announced on chain."),
     external_port: Optional[int] = typer.Option(None, "--axon-external-port", "--axon.external_port",
@@ -263,8 +268,8 @@ def mine(
     local: bool = typer.Option(False, "--local", help="No chain: loopback only, allow-list below."),
     allowed_hotkey: Optional[list[str]] = typer.Option(None, "--allowed-hotkey", help="Local mode allow-list."),
     permit: bool = typer.Option(False, "--require-validator-permit", "--blacklist.force_validator_permit"),
-    fallback: Optional[float] = typer.Option(None, "--fallback", help="Answer for unusable input (0.5)."),
-    deadline: Optional[float] = typer.Option(None, "--deadline", help="Seconds per answer (8)."),
+    fallback: Optional[float] = typer.Option(None, "--fallback", help="Answer for unusable input.", show_default="0.5"),
+    deadline: Optional[float] = typer.Option(None, "--deadline", help="Seconds per answer.", show_default="8.0"),
     metrics_port: Optional[int] = typer.Option(None, "--metrics-port", help="Serve Prometheus metrics here."),
     capture: Optional[str] = typer.Option(None, "--capture", help="Save uncertain inputs to this folder."),
     engine_url: Optional[str] = typer.Option(None, "--engine-url", help="Ask a running `roadwork serve` "

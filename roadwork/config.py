@@ -1,4 +1,4 @@
-"""One typed config for the whole engine: tiers, router, serving, miner, capture.
+"""One typed config for the whole engine: tiers, router, serving, miner, capture, labelling.
 
 Precedence is defaults < YAML < CLI flags. Unknown keys are errors (with a "did you mean" hint),
 because a mistyped threshold that silently falls back to its default costs a miner real reward.
@@ -134,6 +134,19 @@ class CaptureConfig(_Strict):
     band: tuple[float, float] = (0.3, 0.7)
 
 
+class LabelConfig(_Strict):
+    """`roadwork label` (roadwork.label): how the job is cut into shards and where they run."""
+
+    fps: float = Field(2.0, gt=0)  # frames per second sampled from videos
+    batch_size: int = Field(32, ge=1)  # images per engine call
+    shard_size: int = Field(256, ge=1)  # items per shard: the unit of work and of resume
+    num_workers: int | None = Field(None, ge=1)  # Ray actors; None: one per CPU, or per GPU share
+    address: str | None = None  # Ray cluster to join; None: start a local one
+    gpus_per_worker: float = Field(0.0, ge=0)  # 0.5 packs two actors onto one GPU
+    resume: bool = True  # skip shards whose part file exists (a changed plan is refused)
+    local: bool = False  # no Ray: label in this process
+
+
 class SequenceConfig(_Strict):
     """Multi-view and video smoothing (roadwork.sequence)."""
 
@@ -157,6 +170,7 @@ class Config(_Strict):
     miner: MinerConfig = Field(default_factory=MinerConfig)
     capture: CaptureConfig = Field(default_factory=CaptureConfig)
     sequence: SequenceConfig = Field(default_factory=SequenceConfig)
+    label: LabelConfig = Field(default_factory=LabelConfig)
 
     @model_validator(mode="after")
     def _unique_tier_names(self) -> "Config":

@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from roadwork.config import Config
+from pydantic import ValidationError
+
+from roadwork.config import Config, LabelConfig, explain_error
 from roadwork.data import (DataError, ManifestSource, ParquetSource, Record, expand_paths, iter_video_frames,
                            open_source)
 from roadwork.decode import VIDEO_SUFFIXES, ImageError, load_image
@@ -194,7 +196,9 @@ def read_labels(out: str | Path):
 
 def _fingerprint(items: Sequence[Item], shard_size: int, fps: float, cfg: Config) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps([shard_size, fps, cfg.model_dump(mode="json")], sort_keys=True).encode())
+    # the engine's settings, not how the job runs (workers, batch size): those may change on a resume
+    engine = cfg.model_dump(mode="json", exclude={"label"})
+    h.update(json.dumps([shard_size, fps, engine], sort_keys=True).encode())
     for it in items:
         h.update(f"{int(it.video)}{it.path}\n".encode())
     return h.hexdigest()
@@ -219,18 +223,21 @@ def _prepare_out(out: Path, plan: dict, resume: bool) -> None:
 
 
 # ---- the job ------------------------------------------------------------------------------------
-def run_label(specs: Sequence[str], out: str | Path, cfg: Config | None = None, *, fps: float = 2.0,
-              batch_size: int = 32, shard_size: int = 256, num_workers: int | None = None,
-              address: str | None = None, gpus_per_worker: float = 0.0, resume: bool = True,
-              local: bool = False, console: Console | None = None) -> dict:
-    """Label every input of `specs` into OUT; returns the summary (also OUT/summary.json).
+def run_label(specs: Sequence[str], out: str | Path, cfg: Config | None = None, *,
+              console: Console | None = None, **settings: Any) -> dict:
+    """Label every input of `specs` into OUT; returns the summary (also OUT/summary.json). The job's
+    settings are `cfg.label` (LabelConfig: fps, batch_size, shard_size, num_workers, address,
+    gpus_per_worker, resume, local), with `settings` replacing any of them.
 
     Ray: connects to `address`, else uses an already initialized Ray, else starts a local cluster
     (shut down afterwards). Raises LabelError for a job that cannot start."""
     console = console or Console(stderr=True)
     cfg = cfg or Config()
-    if fps <= 0 or batch_size < 1:
-        raise LabelError(f"need fps > 0 and batch size >= 1, got fps={fps}, batch size={batch_size}")
+    try:
+        job = LabelConfig.model_validate({**cfg.label.model_dump(), **settings})
+    except ValidationError as e:
+        raise LabelError(explain_error(e, "label", settings, root=LabelConfig)) from None
+    fps, batch_size, shard_size, resume, local = job.fps, job.batch_size, job.shard_size, job.resume, job.local
     out = Path(out)
     t0 = time.perf_counter()
     try:
@@ -264,8 +271,8 @@ def run_label(specs: Sequence[str], out: str | Path, cfg: Config | None = None, 
             stats["workers"] = 1
             _run_local(cfg, shards, pending, fps, batch_size, done, failed)
         elif pending:
-            stats["workers"] = _run_ray(cfg, shards, pending, fps, batch_size, num_workers, address,
-                                        gpus_per_worker, done, failed, stats)
+            stats["workers"] = _run_ray(cfg, shards, pending, fps, batch_size, job.num_workers, job.address,
+                                        job.gpus_per_worker, done, failed, stats)
     work_s = time.perf_counter() - stats["t_work"]
     summary = _summarize(out, plan, stats, failed, work_s, time.perf_counter() - t0, len(pending))
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -394,15 +401,16 @@ def _summarize(out: Path, plan: dict, stats: dict, failed: dict[int, str], work_
 
 
 def label_main(specs: Sequence[str], out: Path, model: str | None, config: Path | None,
-               console: Console | None = None, **kw: Any) -> int:
-    """The CLI's body: exit 0 when every shard is written (error rows included), 1 when shards
-    failed (rerun with --resume), 2 when the job cannot start."""
+               console: Console | None = None, **settings: Any) -> int:
+    """The CLI's body: `settings` (LabelConfig fields; None = the config's) override the config's
+    `label:` section. Exit 0 when every shard is written (error rows included), 1 when shards failed
+    (rerun with --resume), 2 when the job cannot start."""
     from roadwork.config import ConfigError, shell_config
 
     console = console or Console(stderr=True)
     try:
-        cfg = shell_config(config, model)
-        s = run_label(specs, out, cfg, console=console, **kw)
+        cfg = shell_config(config, model, {"label": {k: v for k, v in settings.items() if v is not None}})
+        s = run_label(specs, out, cfg, console=console)
     except (ConfigError, LabelError) as e:
         console.print(f"[red]{e}[/red]", highlight=False, soft_wrap=True)
         return 2

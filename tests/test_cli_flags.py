@@ -77,3 +77,69 @@ def test_a_refused_value_is_one_line_naming_the_flag(captured):
     assert "--epochs" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(app, ["train", "--data", "d", "--out", "o", "--protocol", "2025"])
     assert result.exit_code == 2 and "2025" in result.output
+
+
+# ---- mine, label, serve: flags that override a config section (None = keep the config's) -------------
+def _shell(monkeypatch, command: str) -> list[dict]:
+    """Runs of `roadwork COMMAND` as {"section.field": value} overrides, with the shell's body faked."""
+    import sys
+    import types
+
+    runs: list[dict] = []
+
+    def sections(**parts: dict) -> None:
+        runs.append({f"{sec}.{k}": v for sec, d in parts.items() for k, v in d.items() if v is not None})
+
+    fake = {
+        "mine": ("roadwork.serve.miner", "mine_main",
+                 lambda model, config, miner, serve, capture: sections(miner=miner, serve=serve) or 0),
+        "label": ("roadwork.label", "label_main",
+                  lambda specs, out, model, config, console, **kw: sections(label=kw) or 0),
+        "serve": ("roadwork.serve.http", "serve_main", lambda model, config, serve, capture: sections(serve=serve) or 0),
+    }[command]
+    module = types.ModuleType(fake[0])
+    setattr(module, fake[1], fake[2])
+    monkeypatch.setitem(sys.modules, fake[0], module)
+    return runs
+
+
+def _value_for(p) -> list[str]:
+    """A command-line value of the parameter's type (bool flags take none)."""
+    if p.is_flag:
+        return []
+    return [{int: "7", float: "0.25"}.get(p.type_descriptor.annotation, "x")]
+
+
+LEAD = {"mine": [], "serve": [], "label": ["a.jpg", "--out", "o"]}
+NOT_CONFIG = {"model", "config", "capture", "show_version", "specs", "out"}
+
+
+@pytest.mark.parametrize("command", ["mine", "label", "serve"])
+def test_shell_flags_name_config_fields_and_show_their_defaults(command, monkeypatch):
+    from roadwork.config import Config
+
+    runs = _shell(monkeypatch, command)
+    result = CliRunner().invoke(app, [command, *LEAD[command]])
+    assert result.exit_code == 0, result.output
+    assert runs == [{}], "a flag left out must keep the config's value (default None)"
+    defaults = Config().model_dump()
+    checked = 0
+    for name, p in _params(command).items():
+        if name in NOT_CONFIG:
+            continue
+        runs.clear()
+        result = CliRunner().invoke(app, [command, *LEAD[command], p.opts[0], *_value_for(p)])
+        assert result.exit_code == 0, (name, result.output)
+        assert len(runs) == 1 and len(runs[0]) == 1, f"{p.opts[0]} must set exactly one config field: {runs}"
+        (path,) = runs[0]
+        section, field = path.split(".")
+        assert field in defaults[section], path
+        want = defaults[section][field]
+        shown = p.show_default if isinstance(p.show_default, str) else p.default
+        if want is None:
+            assert shown in (None, False), f"{p.opts[0]}: shows a default the config does not have"
+        else:  # the default the help shows is the config's (as the flag's type reads it)
+            assert shown is not None, f"{p.opts[0]}: show_default=\"{want}\" (the {path} default)"
+            assert str(shown) == str(want), f"{p.opts[0]}: shows {shown}, the {path} default is {want}"
+        checked += 1
+    assert checked >= {"mine": 15, "label": 7, "serve": 4}[command]
