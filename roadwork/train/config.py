@@ -13,12 +13,17 @@ from __future__ import annotations
 import os
 import shlex
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from roadwork.challenge.protocols import DEFAULT_PROTOCOL, PROTOCOLS, protocol_help
 from roadwork.cli_options import add_argparse, default_of, from_flags
+
+
+Head = Literal["linear", "locmap"]  # see roadwork/train/locmap.py
+Pool = Literal["mean", "max", "lse", "topk"]
+HEADS, POOLS = get_args(Head), get_args(Pool)
 
 
 def _f(default: Any, help: str, **constraints: Any) -> Any:
@@ -58,6 +63,10 @@ class TrainConfig(BaseModel):
     challenge_p: float = _f(0.7, "Share of training images that go through the challenge simulator.")
     protocol: str = _f(DEFAULT_PROTOCOL, protocol_help())
     camera_p: float = _f(0.5, "Share of training images that get camera jitter.")
+    head: Head = _f("linear", "linear (pooled features -> Linear) or locmap (a per-location roadwork map decides).")
+    pool: Pool = _f("mean", "locmap pooling: mean | max (exact in the saved model) | lse | topk (approximated there).")
+    mask_weight: float = _f(1.0, "locmap: weight of the map's BCE against synthetic images' object masks (0 = off).",
+                            ge=0)
     balance: Literal["sampler", "loss", "none"] = _f("sampler", "Class balance: sampler (50/50 draws), loss (class "
                                                                 "weights) or none.")
     patience: int = _f(8, "Stop after this many epochs without a better validation MCC.")
@@ -97,6 +106,8 @@ class TrainConfig(BaseModel):
             c.model_name = Path(c.out).name or "roadwork"
         if not c.data:
             raise ValueError("--data: give at least one data source")
+        if c.head == "locmap" and c.mode != "full":
+            raise ValueError("--head locmap needs --mode full (adapters would hide the head's layers)")
         if c.arch and c.init:
             raise ValueError("give either --arch (from scratch) or --init (a checkpoint), not both")
         return c

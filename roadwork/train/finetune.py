@@ -32,6 +32,7 @@ from roadwork.train import temperature as cal
 from roadwork.train import prepare as prep
 from roadwork.train import models
 from roadwork.train.config import TrainConfig
+from roadwork.train.locmap import mask_loss
 from roadwork.train.loader import BalancedSampler, RecordImages, ValView, normalize, worker_init
 from roadwork.train.progress import Reporter
 
@@ -121,6 +122,10 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), targets: Any 
     model = models.build_model(cfg.arch, cfg.init, cfg.image_size)
     processor = models.make_processor(cfg.image_size, cfg.init)
     model = models.apply_peft(model, cfg.mode, rank=cfg.lora_rank, alpha=2 * cfg.lora_rank)
+    if cfg.head == "locmap":  # the map decides; saved as the same standard model (roadwork/train/locmap.py)
+        from roadwork.train.locmap import LocMapModel
+
+        model = LocMapModel(model, cfg.pool)
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
@@ -134,7 +139,16 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), targets: Any 
 
     augment = prep.train_augment(cfg)
     if targets is None:
-        train_set, labels = RecordImages(split.train, augment, seed=cfg.seed), [r.label for r in split.train]
+        masks = None
+        if cfg.head == "locmap" and cfg.mask_weight > 0:
+            from roadwork.train.locmap import mask_grid
+
+            masks = prep.mask_paths(split)
+            rep.info(f"locmap: {sum(m is not None for m in masks)} training images with object masks "
+                     f"(pool {cfg.pool}, mask weight {cfg.mask_weight:g})")
+        train_set = RecordImages(split.train, augment, seed=cfg.seed, masks=masks,
+                                 mask_grid=mask_grid(cfg.image_size) if masks is not None else 28)
+        labels = [r.label for r in split.train]
     else:  # distillation: teacher-scored views of the training set (and its unlabelled pool)
         train_set, labels = targets.train_set(split, cfg, augment, rank, world)
     sampler = BalancedSampler(labels, 0.5 if cfg.balance == "sampler" else None, seed=cfg.seed, rank=rank,
@@ -190,12 +204,16 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), targets: Any 
         net.train()
         total, seen = 0.0, 0
         with rep.bar(f"epoch {epoch}/{cfg.epochs}", len(loader)) as advance:
-            for x, y, extra in loader:
+            for x, y, extra, *mask in loader:
                 x = normalize(x.to(device, non_blocking=True), mean, std, device.type == "cuda")
                 y = y.to(device, non_blocking=True)
                 with amp:
-                    logits = net(pixel_values=x).logits.float()
+                    output = net(pixel_values=x)
+                    logits = output.logits.float()
                     loss = loss_fn(logits, y) if targets is None else targets.loss(logits, y, extra.to(device))
+                    if mask:  # locmap: synthetic images' object masks supervise the map
+                        loss = loss + cfg.mask_weight * mask_loss(output.map_logits, mask[0].to(device),
+                                                                  mask[1].to(device))
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
                 nn.utils.clip_grad_norm_(model.parameters(), 2.0)
@@ -282,6 +300,13 @@ def _agree(flag: bool, world: int, device: torch.device) -> bool:
     return bool(t.item())
 
 
+def _batches(images: torch.Tensor, device: torch.device, mean: torch.Tensor, std: torch.Tensor,
+             batch_size: int = 256):
+    """Normalized fp32 batches of cached uint8 images (what the saved model sees)."""
+    for s in range(0, len(images), batch_size):
+        yield normalize(images[s:s + batch_size].to(device), mean, std, False)
+
+
 def _atomic_save(obj: Any, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(obj, tmp)
@@ -298,6 +323,14 @@ def _finish(model: nn.Module, processor: Any, cfg: TrainConfig, split: "prep.Spl
     best = out / "checkpoints" / "best.pt"
     if best.is_file():
         model.load_state_dict(torch.load(best, map_location=device, weights_only=True))
+    locmap_info = None
+    if hasattr(model, "export"):  # locmap: the map head becomes the standard head (exactly, or refit)
+        model.float().to(memory_format=torch.contiguous_format)
+        model, locmap_info = model.export(_batches(val[0], device, mean, std))
+        rep.info("locmap export: " + ("exact" if locmap_info["exact"] else
+                                      f"{locmap_info['train_pool']} approximated by {locmap_info['export_pool']}")
+                 + (f", validation max |p_train - p_saved| {locmap_info['val_max_abs_prob_diff']:.2g}"
+                    if "val_max_abs_prob_diff" in locmap_info else ""))
     model = models.unwrap(model).float().to(memory_format=torch.contiguous_format)
     d_val = margins(model, val[0], device, mean, std, bf16=False)
     calib = cal.calibrate(d_val, val[1])
@@ -320,6 +353,10 @@ def _finish(model: nn.Module, processor: Any, cfg: TrainConfig, split: "prep.Spl
     }
     if warning:
         summary["warning"] = f"degenerate calibration: {warning}"
+    if locmap_info is not None:
+        from roadwork.train.locmap import map_meta
+
+        summary["locmap"] = {**map_meta(model, cfg), "export": locmap_info}
     if len(cross[1]):
         p_cross = sigmoid(margins(model, cross[0], device, mean, std, bf16=False))
         summary["cross"] = binary_metrics(cross[1], p_cross)

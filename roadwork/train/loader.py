@@ -104,14 +104,22 @@ class ValView:
 
 class RecordImages(Dataset):
     """`records[i]` -> (uint8 CHW tensor, label, i). Unreadable images are replaced by a seeded
-    other record for training (and reported); validation drops them up front (`readable`)."""
+    other record for training (and reported); validation drops them up front (`readable`).
+
+    With `masks` (one object-mask path or None per record: synthetic images know their roadwork
+    pixels), items are (image, label, i, uint8 mask_grid x mask_grid mask, has_mask): the mask follows
+    the image through the same augmentation (`locmap.view_with_mask`); records without one get zeros."""
 
     def __init__(self, records: Sequence[Any], view: Callable[[Image.Image, np.random.Generator], Image.Image],
-                 seed: int = 0):
+                 seed: int = 0, masks: Sequence[str | None] | None = None, mask_grid: int = 28):
         self.records = list(records)
         self.view = view
         self.seed = seed
         self.epoch = VAL_EPOCH
+        self.masks = None if masks is None else list(masks)
+        if self.masks is not None and len(self.masks) != len(self.records):
+            raise ValueError(f"RecordImages: {len(self.masks)} mask entries for {len(self.records)} records")
+        self.mask_grid = mask_grid
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -136,8 +144,33 @@ class RecordImages(Dataset):
                 i = int(rng.integers(0, len(self.records)))
         else:
             raise RuntimeError("five unreadable images in a row; check the data source")
-        arr = np.asarray(self.view(img.convert("RGB"), rng), dtype=np.uint8)
-        return torch.from_numpy(arr.copy()).permute(2, 0, 1), int(self.records[i].label), i
+        if self.masks is None:
+            arr = np.asarray(self.view(img.convert("RGB"), rng), dtype=np.uint8)
+            return torch.from_numpy(arr.copy()).permute(2, 0, 1), int(self.records[i].label), i
+        mask = _read_mask(self.masks[i], img.size)
+        if mask is None:
+            arr = np.asarray(self.view(img.convert("RGB"), rng), dtype=np.uint8)
+            small = np.zeros((self.mask_grid, self.mask_grid), np.uint8)
+        else:
+            from roadwork.train.locmap import view_with_mask
+
+            out, small = view_with_mask(self.view, img.convert("RGB"), mask, rng, self.mask_grid)
+            arr = np.asarray(out, dtype=np.uint8)
+        return (torch.from_numpy(arr.copy()).permute(2, 0, 1), int(self.records[i].label), i,
+                torch.from_numpy(small.copy()), mask is not None)
+
+
+def _read_mask(path: str | None, size: tuple[int, int]) -> np.ndarray | None:
+    """uint8 mask at the image's `size`, or None (no mask, or an unreadable one: reported, then the
+    image trains on its label alone)."""
+    if path is None:
+        return None
+    try:
+        m = Image.open(path).convert("L")
+    except OSError as e:
+        log.warning("mask %s unreadable (%s); its image trains without it", path, e)
+        return None
+    return np.asarray(m if m.size == size else m.resize(size, Image.BILINEAR), dtype=np.uint8)
 
 
 class BalancedSampler(Sampler[tuple[int, int]]):

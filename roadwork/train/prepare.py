@@ -138,6 +138,19 @@ def make_split(cfg: TrainConfig) -> Split:
     return Split(train=train + synth, val=val, cross=cross, synth=synth, synth_dropped=dropped)
 
 
+def mask_paths(split: Split) -> list[str | None]:
+    """Per training record, the object mask `roadwork synth` wrote beside it (`masks/NAME.png`), or
+    None: real images, and synthetic ones whose writer predates masks, train on their label alone."""
+    from roadwork.synth.sample import mask_path
+
+    synthetic = {r.path for r in split.synth}
+    out: list[str | None] = []
+    for r in split.train:
+        p = mask_path(r.path) if r.path in synthetic else None
+        out.append(str(p) if p is not None and p.is_file() else None)
+    return out
+
+
 def _counts(records: Sequence[Any]) -> str:
     n1 = sum(int(r.label) for r in records)
     return f"{len(records)} ({n1} roadwork)"
