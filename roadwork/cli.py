@@ -447,7 +447,7 @@ def fit_color(
     cache: Optional[str] = typer.Option(None, help="Feature cache (.npz) reused across runs with the same seed."),
 ) -> None:
     """Fit the colour/stripe-cue tier (kind `color`) and print its train/validation metrics."""
-    from roadwork.tiers.color import fit_color_main
+    from roadwork.train.color import fit_color_main
 
     raise typer.Exit(fit_color_main(data, out, holdout_source or [], val_fraction, challenge, seed, c, cache,
                                     console))

@@ -1,4 +1,5 @@
-"""Plain-JSON output: one `json_safe` for every report, card and fitted model the project writes.
+"""Plain JSON in and out: one `json_safe` for every report, card and fitted model the project writes,
+one `load_json` for every fitted model it reads back.
 
 Fitted models (calibrators, stackers, colour models) are saved as json, never pickles, because
 these files travel with configs and a miner must never unpickle a file it was handed.
@@ -36,3 +37,15 @@ def save_json(path: str | Path, obj: Any, indent: int = 2) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(json_safe(obj), indent=indent) + "\n")
     return path
+
+
+def load_json(path: str | Path, what: str) -> Any:
+    """The JSON document at `path`. A missing file is FileNotFoundError("<what> not found: PATH"),
+    a file that is not JSON a ValueError naming it (both one line for the CLI)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None

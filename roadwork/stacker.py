@@ -12,13 +12,12 @@ Saved as plain json: {"tiers": [...], "models": {"a+b": {"coef": [...], "interce
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
-from roadwork.jsonio import save_json
+from roadwork.jsonio import load_json, save_json
 from roadwork.metrics import logit
 from roadwork.tiers.calibrator import LogisticCalibrator
 
@@ -103,13 +102,10 @@ class Stacker:
 
     @classmethod
     def load(cls, path: str | Path) -> "Stacker":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"stacker file not found: {path}")
+        d = load_json(path, "stacker file")
         try:
-            d = json.loads(path.read_text())
             return cls(d["tiers"], {k: LogisticCalibrator.from_dict(m, f"{path}: {k}") for k, m in d["models"].items()})
-        except (KeyError, TypeError, json.JSONDecodeError) as e:
+        except (KeyError, TypeError, AttributeError) as e:
             raise ValueError(f"{path}: not a stacker file ({e})") from None
 
     def __repr__(self) -> str:

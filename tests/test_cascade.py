@@ -285,3 +285,22 @@ def test_video_work_zone_intervals(tmp_path):
     r = CliRunner().invoke(app, ["predict", str(video), "--config", str(tmp_path / "c.yaml"), "--fps", "2"])
     assert r.exit_code == 0, r.output
     assert "work zone 1: 00:00.00 -> 00:02.00" in r.stdout
+
+
+@pytest.mark.parametrize("load, what", [("roadwork.tiers.calibrator:LogisticCalibrator", "calibrator file"),
+                                        ("roadwork.stacker:Stacker", "stacker file"),
+                                        ("roadwork.tiers.color:ColorModel", "colour model")])
+def test_fitted_model_files_fail_in_one_line_naming_the_file(load, what, tmp_path):
+    import importlib
+
+    module, name = load.split(":")
+    cls = getattr(importlib.import_module(module), name)
+    with pytest.raises(FileNotFoundError, match=f"{what} not found: .*missing.json"):
+        cls.load(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json: not valid JSON"):
+        cls.load(bad)
+    bad.write_text("[1, 2]")  # JSON, but not this kind of model
+    with pytest.raises(ValueError, match="bad.json"):
+        cls.load(bad)

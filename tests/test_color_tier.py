@@ -19,7 +19,8 @@ from roadwork.engine import Engine
 from roadwork.metrics import roc_auc
 from roadwork.tiers import create_tier
 from roadwork.tiers.color import (FEATURES, ColorModel, ColorTier, color_features, color_features_batch,
-                                  fit_color_model, fit_color_tier, record_features, resolve_model_path)
+                                  resolve_model_path)
+from roadwork.train.color import fit_color_model, fit_color_tier, record_features
 
 SIZE = 96  # small working size keeps the tests fast; the features are defined at any size
 F = {name: i for i, name in enumerate(FEATURES)}

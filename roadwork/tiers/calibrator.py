@@ -9,7 +9,6 @@ never unpickles a file it was handed.
 
 from __future__ import annotations
 
-import json
 import logging
 from abc import abstractmethod
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from roadwork.jsonio import save_json
+from roadwork.jsonio import load_json, save_json
 from roadwork.metrics import sigmoid
 from roadwork.tiers.base import Tier, clean_probs
 
@@ -87,10 +86,7 @@ class LogisticCalibrator:
 
     @classmethod
     def load(cls, path: str | Path) -> "LogisticCalibrator":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"calibrator file not found: {path}")
-        return cls.from_dict(json.loads(path.read_text()), source=str(path))
+        return cls.from_dict(load_json(path, "calibrator file"), source=str(path))
 
 
 def load_calibrator(spec: Any, model: str, tier: str) -> LogisticCalibrator | None:
