@@ -466,6 +466,7 @@ def synth(
     max_side: int = typer.Option(320, "--max-side", min=16, help="Scenes are downscaled to this long side first."),
     legacy: bool = typer.Option(False, "--legacy", help="Synthesis as before issue 10 (the shipped model's)."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="A synthesis switch KEY=VALUE (SynthConfig); repeatable."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Processes (the same images for any number)."),
 ) -> None:
     """Copy-paste synthesis: roadwork objects (and hard negatives) pasted onto the road of label-0 scenes,
     each image with its roadwork mask (masks/*.png)."""
@@ -476,7 +477,8 @@ def synth(
 
     try:
         config = (SynthConfig.legacy() if legacy else SynthConfig()).with_overrides(set_ or [])
-        run_synth(data, objects, out, n, seed, hard_negatives, exclude_source or [], max_side, console, config)
+        run_synth(data, objects, out, n, seed, hard_negatives, exclude_source or [], max_side, console, config,
+                  workers)
     except (DataError, BankError, ValueError, RuntimeError) as e:  # each names the file or input
         raise _fail(e)
 

@@ -196,6 +196,10 @@ def test_synthesize_is_byte_reproducible(scenes, tmp_path: Path) -> None:
     same = [(a.parent / r["path"]).read_bytes() == (b.parent / r["path"]).read_bytes() for r in rows]
     differ = [(a.parent / r["path"]).read_bytes() != (c.parent / r["path"]).read_bytes() for r in rows]
     assert all(same) and all(differ)
+    par = synthesize(paths, bank, n=4, seed=7, out_dir=tmp_path / "p", n_neg=2, max_side=80, workers=2)
+    assert par.read_bytes() == a.read_bytes()  # worker processes change nothing, the order neither
+    assert all((par.parent / r["path"]).read_bytes() == (a.parent / r["path"]).read_bytes() for r in rows)
+    assert all((par.parent / r["mask"]).read_bytes() == (a.parent / r["mask"]).read_bytes() for r in rows)
 
 
 def test_synthesized_manifest(scenes, tmp_path: Path) -> None:

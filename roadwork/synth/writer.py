@@ -55,14 +55,16 @@ def fit_max_side(img: Image.Image, max_side: int | None) -> Image.Image:
 
 def synthesize(scenes: Sequence[Any], bank: ObjectBank, n: int, seed: int, out_dir: str | Path, n_neg: int = 0,
                max_side: int | None = 320, scene_root: str | Path | None = None,
-               progress: Callable[[int], None] | None = None, config: SynthConfig | None = None) -> Path:
+               progress: Callable[[int], None] | None = None, config: SynthConfig | None = None,
+               workers: int = 1) -> Path:
     """Write `n` positives and `n_neg` hard negatives as JPEGs plus `manifest.csv`; returns its path.
 
     Each image `images/X.jpg` has its roadwork mask in `masks/X.png` (column `mask`; see `sample`).
 
     `scenes` are label-0 Records (or image paths); each output keeps its scene's group, so group
     splits stay honest, and records the scene's source and path (relative to `scene_root` where
-    given) so a trainer can drop synthetic images painted on held-out scenes.
+    given) so a trainer can drop synthetic images painted on held-out scenes. `workers` > 1 splits
+    the images over processes; image `i` is the same bytes either way.
     """
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
@@ -71,32 +73,32 @@ def synthesize(scenes: Sequence[Any], bank: ObjectBank, n: int, seed: int, out_d
     if not info:
         raise ValueError("synthesize: no scenes given")
     p = scene_weights([i[2] for i in info])
-    rows, failed = [], []
     t0 = time.perf_counter()
     jobs = [(1, i) for i in range(n)] + [(0, i) for i in range(n_neg)]
-    for done, (label, i) in enumerate(jobs, 1):
-        rng = np.random.default_rng([seed, label, i])
-        for _ in range(10):  # an unreadable scene is reported and another one drawn
-            path, group, source, load = info[rng.choice(len(info), p=p)]
-            try:
-                img = fit_max_side(load().convert("RGB"), max_side)
-                break
-            except (OSError, ValueError) as e:
-                failed.append(f"{path}: {e}")
-        else:
-            raise RuntimeError("synthesize: 10 unreadable scenes in a row; last: " + failed[-1])
-        sample = compose_sample(np.asarray(img), bank, rng, negative=not label, config=config)
-        kinds = sample.meta["kinds"]
-        name = f"images/{'pos' if label else 'neg'}_{i:06d}.jpg"
-        Image.fromarray(sample.image).save(out_dir / name, quality=int(rng.integers(85, 96)))
-        mask_name = mask_path(name).as_posix()
-        Image.fromarray(sample.mask).save(out_dir / mask_name, optimize=False)
-        rel = _relative(path, scene_root)
-        rows.append({"path": name, "label": label, "source": f"{'synth' if label else 'synth_neg'}:{source}",
-                     "group": group, "license": LICENSE, "scene_source": source, "scene_path": rel,
-                     "objects": " ".join(kinds), "mask": mask_name})
-        if progress:
-            progress(done)
+    global _JOB
+    _JOB = (info, p, bank, out_dir, max_side, scene_root, config)
+    rows, failed = [], []
+    if workers > 1 and len(jobs) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        # fork: the workers inherit _JOB (scene loaders and the bank) instead of unpickling it per task
+        chunks = [jobs[k::workers * 4] for k in range(workers * 4)]
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as ex:
+            for part_rows, part_failed in ex.map(_write_chunk, [(seed, c) for c in chunks if c]):
+                rows += part_rows
+                failed += part_failed
+                if progress:
+                    progress(len(rows))
+        rows.sort(key=lambda r: (-r["label"], r["path"]))  # the serial order: positives, then negatives
+    else:
+        for label, i in jobs:
+            row, bad = _write_one(seed, label, i)
+            rows.append(row)
+            failed += bad
+            if progress:
+                progress(len(rows))
+    _JOB = None
     manifest = out_dir / "manifest.csv"
     with manifest.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS)
@@ -104,12 +106,51 @@ def synthesize(scenes: Sequence[Any], bank: ObjectBank, n: int, seed: int, out_d
         w.writerows(rows)
     secs = time.perf_counter() - t0
     summary = {"seed": seed, "n": n, "n_neg": n_neg, "max_side": max_side, "seconds": round(secs, 1),
-               "config": (config or SynthConfig()).model_dump(),
+               "config": (config or SynthConfig()).model_dump(), "workers": workers,
                "ms_per_image": round(1000 * secs / max(1, len(jobs)), 1), "bank_cones": len(bank.cones),
                "scene_sources": _count(i[2] for i in info), "used_sources": _count(r["scene_source"] for r in rows),
                "unreadable": failed}
     (out_dir / "synth.json").write_text(json.dumps(summary, indent=1))
     return manifest
+
+
+_JOB: tuple | None = None  # what every image of the running synthesize() call shares (see _write_one)
+
+
+def _write_chunk(args: tuple[int, list[tuple[int, int]]]) -> tuple[list[dict[str, Any]], list[str]]:
+    seed, chunk = args
+    rows, failed = [], []
+    for label, i in chunk:
+        row, bad = _write_one(seed, label, i)
+        rows.append(row)
+        failed += bad
+    return rows, failed
+
+
+def _write_one(seed: int, label: int, i: int) -> tuple[dict[str, Any], list[str]]:
+    """Image `i` of class `label`: depends only on (seed, label, i), the scenes and the bank."""
+    info, p, bank, out_dir, max_side, scene_root, config = _JOB
+    rng = np.random.default_rng([seed, label, i])
+    failed = []
+    for _ in range(10):  # an unreadable scene is reported and another one drawn
+        path, group, source, load = info[rng.choice(len(info), p=p)]
+        try:
+            img = fit_max_side(load().convert("RGB"), max_side)
+            break
+        except (OSError, ValueError) as e:
+            failed.append(f"{path}: {e}")
+    else:
+        raise RuntimeError("synthesize: 10 unreadable scenes in a row; last: " + failed[-1])
+    sample = compose_sample(np.asarray(img), bank, rng, negative=not label, config=config)
+    kinds = sample.meta["kinds"]
+    name = f"images/{'pos' if label else 'neg'}_{i:06d}.jpg"
+    Image.fromarray(sample.image).save(out_dir / name, quality=int(rng.integers(85, 96)))
+    mask_name = mask_path(name).as_posix()
+    Image.fromarray(sample.mask).save(out_dir / mask_name, optimize=False)
+    rel = _relative(path, scene_root)
+    return ({"path": name, "label": label, "source": f"{'synth' if label else 'synth_neg'}:{source}",
+             "group": group, "license": LICENSE, "scene_source": source, "scene_path": rel,
+             "objects": " ".join(kinds), "mask": mask_name}, failed)
 
 
 def _relative(path: str, root: str | Path | None) -> str:
@@ -130,7 +171,7 @@ def _count(items) -> dict[str, int]:
 
 def run_synth(data: str, objects: str, out: str | Path, n: int, seed: int, n_neg: int = 0,
               exclude_sources: Sequence[str] = (), max_side: int | None = 320, console: Any = None,
-              config: SynthConfig | None = None) -> Path:
+              config: SynthConfig | None = None, workers: int = 1) -> Path:
     """Scenes = the label-0 records of `data` minus `exclude_sources`; rich progress; returns the manifest."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -159,7 +200,8 @@ def run_synth(data: str, objects: str, out: str | Path, n: int, seed: int, n_neg
         console.print(f"object bank: {len(bank.cones)} cone cut-outs + procedural kinds; "
                       f"{len(scenes)} scenes from {len({r.source for r in scenes})} sources")
         manifest = synthesize(scenes, bank, n, seed, out, n_neg=n_neg, max_side=max_side, scene_root=root,
-                              progress=lambda k: report("synthesizing", k, n + n_neg), config=config)
+                              progress=lambda k: report("synthesizing", k, n + n_neg), config=config,
+                              workers=workers)
     summary = json.loads((out / "synth.json").read_text())
     summary["excluded_sources"] = sorted(excluded)
     summary["data"] = str(data)
