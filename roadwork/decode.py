@@ -59,14 +59,10 @@ def _preview(data: bytes) -> str:
     return text if is_text else head.hex(" ")  # shown with repr(): a newline reads as \n
 
 
-def decode_bytes(data: bytes, source: str = "<bytes>", max_pixels: int = MAX_PIXELS,
-                 max_bytes: int = MAX_BYTES, draft_side: int | None = DRAFT_SIDE) -> Image.Image:
-    """Decode image bytes to an RGB image, refusing empty, oversized, truncated and bomb inputs. A JPEG
-    larger than `draft_side` on both sides comes out reduced (see DRAFT_SIDE); the pixel limit applies to
-    its full size.
-
-    EXIF orientation is deliberately not applied: the validator's images reach miners without it.
-    """
+def open_bytes(data: bytes, source: str = "<bytes>", max_pixels: int = MAX_PIXELS,
+               max_bytes: int = MAX_BYTES) -> Image.Image:
+    """Open image bytes and check what the header says (format, size, pixel count) without decoding
+    the pixels: the check every input passes, whichever decoder (PIL here, nvjpeg on a GPU) runs next."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ImageError(source, f"expected bytes, got {type(data).__name__}")
     if len(data) == 0:
@@ -77,24 +73,52 @@ def decode_bytes(data: bytes, source: str = "<bytes>", max_pixels: int = MAX_PIX
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(bytes(data)), formats=FORMATS)
+            check_size(img.size[0], img.size[1], source, max_pixels)
+            return img
+    except ImageError:
+        raise
+    except Exception as e:  # noqa: BLE001 - every PIL/OS failure becomes one ImageError
+        raise _image_error(e, source, data) from None
+
+
+def check_size(w: int, h: int, source: str, max_pixels: int = MAX_PIXELS) -> None:
+    """Refuse zero-size and decompression-bomb dimensions (from a header, before any decoding)."""
+    if w <= 0 or h <= 0:
+        raise ImageError(source, f"zero-size image ({w}x{h})")
+    if w * h > max_pixels:
+        raise ImageError(source, f"{w}x{h} = {w * h} pixels is over the {max_pixels}-pixel limit "
+                                 "(decompression bomb?)")
+
+
+def _image_error(e: BaseException, source: str, data: bytes) -> ImageError:
+    if isinstance(e, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return ImageError(source, f"decompression bomb refused ({e})")
+    if isinstance(e, UnidentifiedImageError):
+        return ImageError(source, f"not an image (unrecognised format; starts with {_preview(data)!r})")
+    if isinstance(e, (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError)):
+        return ImageError(source, f"corrupt or truncated image ({type(e).__name__}: {e})")
+    raise e
+
+
+def decode_bytes(data: bytes, source: str = "<bytes>", max_pixels: int = MAX_PIXELS,
+                 max_bytes: int = MAX_BYTES, draft_side: int | None = DRAFT_SIDE) -> Image.Image:
+    """Decode image bytes to an RGB image, refusing empty, oversized, truncated and bomb inputs. A JPEG
+    larger than `draft_side` on both sides comes out reduced (see DRAFT_SIDE); the pixel limit applies to
+    its full size.
+
+    EXIF orientation is deliberately not applied: the validator's images reach miners without it.
+    """
+    img = open_bytes(data, source, max_pixels, max_bytes)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
             w, h = img.size
-            if w <= 0 or h <= 0:
-                raise ImageError(source, f"zero-size image ({w}x{h})")
-            if w * h > max_pixels:
-                raise ImageError(source, f"{w}x{h} = {w * h} pixels is over the {max_pixels}-pixel limit "
-                                         "(decompression bomb?)")
             if draft_side and img.format == "JPEG" and min(w, h) >= 2 * draft_side:
                 img.draft(img.mode, (draft_side, draft_side))
             img.load()  # forces the full decode: truncated files fail here, not later
             return _to_rgb(img)
-    except ImageError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(source, f"decompression bomb refused ({e})") from None
-    except UnidentifiedImageError:
-        raise ImageError(source, f"not an image (unrecognised format; starts with {_preview(data)!r})") from None
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError) as e:
-        raise ImageError(source, f"corrupt or truncated image ({type(e).__name__}: {e})") from None
+    except Exception as e:  # noqa: BLE001
+        raise _image_error(e, source, data) from None
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -119,6 +143,11 @@ def decode_base64(text: str | bytes, source: str = "<base64>", **limits: int) ->
 
     Tolerates data URLs (`data:image/jpeg;base64,...`), line breaks, and the URL-safe alphabet.
     """
+    return decode_bytes(base64_payload(text, source, limits.get("max_bytes", MAX_BYTES)), source, **limits)
+
+
+def base64_payload(text: str | bytes, source: str = "<base64>", max_bytes: int = MAX_BYTES) -> bytes:
+    """The bytes a base64 string (or data URL) carries, with `decode_base64`'s leniency and limits."""
     if not isinstance(text, (str, bytes, bytearray)):
         raise ImageError(source, f"expected a base64 string, got {type(text).__name__}")
     if isinstance(text, str):
@@ -135,7 +164,6 @@ def decode_base64(text: str | bytes, source: str = "<base64>", **limits: int) ->
     raw = _B64_WS.sub(b"", bytes(text))
     if not raw:
         raise ImageError(source, "empty input (no base64 data)")
-    max_bytes = limits.get("max_bytes", MAX_BYTES)
     if len(raw) * 3 // 4 > max_bytes:  # refuse before allocating the decoded copy
         raise ImageError(source, f"~{len(raw) * 3 // 4} bytes of base64 is over the {max_bytes}-byte limit")
     if b"-" in raw or b"_" in raw:
@@ -144,10 +172,9 @@ def decode_base64(text: str | bytes, source: str = "<base64>", **limits: int) ->
         raise ImageError(source, f"invalid base64 (length {len(raw)} leaves one stray character: truncated?)")
     raw += b"=" * (-len(raw) % 4)  # some clients strip the '=' padding; the payload is still whole
     try:
-        data = base64.b64decode(raw, validate=True)
+        return base64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError) as e:
         raise ImageError(source, f"invalid base64 ({e})") from None
-    return decode_bytes(data, source, **limits)
 
 
 def load_image(path: str | Path, **limits: int) -> Image.Image:

@@ -24,9 +24,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
-from PIL import Image
 
 from roadwork.config import Config, RouterConfig, SequenceConfig, load_config, resolve_path
+from roadwork.fast.encoded import ImageInput
 from roadwork.stacker import Stacker
 from roadwork.tiers import Tier, create_tier
 from roadwork.tiers.base import clean_probs
@@ -69,7 +69,7 @@ class Predictor(Protocol):
     threshold: float
     sequence: SequenceConfig
 
-    def predict(self, images: Sequence[Image.Image], deadline: float | None = None,
+    def predict(self, images: Sequence[ImageInput], deadline: float | None = None,
                 on_result: OnResult | None = None) -> list[Result]: ...
 
 
@@ -107,9 +107,15 @@ class Engine:
         for t in self.tiers:
             t.warmup()
 
-    def predict(self, images: Sequence[Image.Image], deadline: float | None = None,
+    @property
+    def takes_encoded(self) -> bool:
+        """Whether the first tier decodes encoded images itself (nvjpeg on a GPU): the shells then hand
+        over `Encoded` bytes, checked from their headers, instead of decoding them on the CPU."""
+        return self.tiers[0].takes_encoded
+
+    def predict(self, images: Sequence[ImageInput], deadline: float | None = None,
                 on_result: OnResult | None = None) -> list[Result]:
-        """Answer every image. `deadline` is an absolute `time.monotonic()` time (default: now +
+        """Answer every image (PIL images, or `roadwork.fast.encoded.Encoded` bytes). `deadline` is an absolute `time.monotonic()` time (default: now +
         `router.deadline_s`); images a later tier has no time for are answered by the tiers that ran.
         `on_result(index, result)` is called as each answer is known (see the module docstring)."""
         run = _Run(self, len(images), on_result)

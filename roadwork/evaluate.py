@@ -143,6 +143,8 @@ def evaluate(engine: "Engine", source: Any, challenge: bool = True, seed: int = 
     probs, labels, levels, sources, paths = [], [], [], [], []
     tiers, per_tier, times, timed_out = [], [], [], []
     errors: list[tuple[str, str]] = []
+    # a GPU engine decodes the wire JPEG itself (nvjpeg), exactly as it would in the miner
+    encoded = bool(getattr(engine, "takes_encoded", False))
 
     def challenged() -> Iterator[tuple[tuple[int, int, str, str], Image.Image]]:
         """((label, level, source, path), image) of every readable image; errors are recorded."""
@@ -155,7 +157,7 @@ def evaluate(engine: "Engine", source: Any, challenge: bool = True, seed: int = 
             level = -1
             if challenge:
                 try:
-                    img, level = _challenge(img, chal_rng, path, protocol)
+                    img, level = _challenge(img, chal_rng, path, protocol, encoded)
                 except ImageError as e:
                     errors.append((e.source, e.reason))
                     continue
@@ -230,8 +232,10 @@ def _decode_records(recs: list[Any]) -> Iterator[Any]:
             yield pending.popleft().result()
 
 
-def _challenge(img: Image.Image, rng: np.random.Generator, path: str, protocol: str) -> tuple[Image.Image, int]:
-    """The image a miner receives for `img` (decoded from the wire JPEG) and its level (-1: none)."""
+def _challenge(img: Image.Image, rng: np.random.Generator, path: str, protocol: str,
+               encoded: bool = False) -> tuple[Any, int]:
+    """The image a miner receives for `img` (decoded from the wire JPEG, or with `encoded` the wire
+    JPEG itself as `Encoded` bytes) and its level (-1: none)."""
     from roadwork.challenge import make_challenge
     from roadwork.challenge.protocols import is_jpeg_path
 
@@ -239,7 +243,12 @@ def _challenge(img: Image.Image, rng: np.random.Generator, path: str, protocol: 
         ch = make_challenge(img, rng, protocol=protocol, from_jpeg=is_jpeg_path(path))
     except ImageError as e:
         raise ImageError(path, f"challenge: {e.reason}") from None
-    return ch.image, -1 if ch.level is None else int(ch.level)
+    level = -1 if ch.level is None else int(ch.level)
+    if encoded:
+        from roadwork.fast.encoded import Encoded
+
+        return Encoded.from_bytes(ch.jpeg, path), level
+    return ch.image, level
 
 
 # ---- the CLI's glue -----------------------------------------------------------------------------

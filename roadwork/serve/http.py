@@ -37,6 +37,7 @@ from pydantic import BaseModel, Field, ValidationError
 from roadwork.config import Config, load_config, shell_config
 from roadwork.decode import ImageError, decode_base64, decode_bytes
 from roadwork.engine import Engine
+from roadwork.fast.encoded import Encoded, as_image
 from roadwork.serve.answers import DeadlineExceeded, ShuttingDown
 from roadwork.serve.batcher import Batcher
 from roadwork.serve.cache import AnswerCache, image_key
@@ -177,7 +178,8 @@ def create_app(engine: Engine, cfg: Config | None = None, batcher: Batcher | Non
         t0 = time.perf_counter()
         with metrics.latency.labels("http").time():
             inputs = await _read_inputs(request, sc.max_images, sc.max_image_bytes)
-            images = await run_in_threadpool(_decode_all, inputs, sc.max_image_bytes, sc.max_pixels)
+            images = await run_in_threadpool(_decode_all, inputs, sc.max_image_bytes, sc.max_pixels,
+                                             getattr(engine, "takes_encoded", False))
             deadline = time.monotonic() + sc.deadline_s
             try:
                 keys = [image_key(_raw_bytes(raw) or raw.encode()) for _, raw in inputs]  # type: ignore[union-attr]
@@ -196,7 +198,8 @@ def create_app(engine: Engine, cfg: Config | None = None, batcher: Batcher | Non
         if capture is not None:
             for (_, raw), im, r in zip(inputs, images, results):
                 if capture.wants(r.prob):
-                    await run_in_threadpool(capture.save, im, r.prob, r.label, r.tier, "http", _raw_bytes(raw))
+                    await run_in_threadpool(capture.save, as_image(im), r.prob, r.label, r.tier, "http",
+                                            _raw_bytes(raw))
         metrics.requests.labels("http", "ok").inc()
         metrics.images.labels("http").inc(len(results))
         return PredictResponse(latency_ms=(time.perf_counter() - t0) * 1000.0, results=[
@@ -251,11 +254,17 @@ async def _read_inputs(request: Request, max_images: int, max_bytes: int) -> lis
                   '{"images": [<base64>...]} or multipart/form-data files', reason="bad_content_type")
 
 
-def _decode_all(inputs: list[tuple[str, bytes | str]], max_bytes: int, max_pixels: int) -> list:
+def _decode_all(inputs: list[tuple[str, bytes | str]], max_bytes: int, max_pixels: int,
+                encoded: bool = False) -> list:
+    """Every input decoded (or, for an engine that `takes_encoded`, checked from its header and left
+    for the engine's batched GPU decode); any bad one refuses the request."""
     images, errors = [], []
     for i, (name, raw) in enumerate(inputs):
         try:
-            if isinstance(raw, str):
+            if encoded:
+                make = Encoded.from_base64 if isinstance(raw, str) else Encoded.from_bytes
+                images.append(make(raw, name, max_pixels=max_pixels, max_bytes=max_bytes))
+            elif isinstance(raw, str):
                 images.append(decode_base64(raw, name, max_pixels=max_pixels, max_bytes=max_bytes))
             else:
                 images.append(decode_bytes(raw, name, max_pixels=max_pixels, max_bytes=max_bytes))

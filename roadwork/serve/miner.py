@@ -31,6 +31,7 @@ from bittensor.utils import networking
 
 from roadwork.config import Config
 from roadwork.decode import ImageError, decode_base64
+from roadwork.fast.encoded import Encoded, as_image
 from roadwork.serve.answers import DeadlineExceeded, safe_prediction
 from roadwork.serve.metrics import Metrics
 from roadwork.serve.protocol import SYNAPSES, ExtendedImageSynapse, ImageSynapse
@@ -217,9 +218,12 @@ class Miner:
                 answer = await self.remote.predict_base64(text, deadline)
                 prob, tier = answer.prob, answer.tier
             else:
+                # a GPU engine gets the checked bytes and decodes them in its batch (nvjpeg)
+                encoded = getattr(self.batcher.engine, "takes_encoded", False)
+                decode = Encoded.from_base64 if encoded else decode_base64
                 image = await asyncio.get_running_loop().run_in_executor(
-                    None, lambda: decode_base64(text, "synapse.image", max_pixels=sc.max_pixels,
-                                                max_bytes=sc.max_image_bytes))
+                    None, lambda: decode(text, "synapse.image", max_pixels=sc.max_pixels,
+                                         max_bytes=sc.max_image_bytes))
                 result = (await self.batcher.predict([image], deadline))[0]
                 prob, tier = result.prob, result.tier
         except ImageError as e:
@@ -262,7 +266,7 @@ class Miner:
         import base64
 
         try:
-            self.capture.save(image, result.prob, result.label, result.tier, "miner",
+            self.capture.save(as_image(image), result.prob, result.label, result.tier, "miner",
                               raw=base64.b64decode(synapse.image), testnet_label=synapse.testnet_label)
         except Exception:  # capturing must never cost an answer
             log.exception("capture failed")

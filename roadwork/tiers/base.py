@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # torch is imported where a tier runs on it: the onnxruntime 
     import torch
 
     from roadwork.config import TierConfig
+    from roadwork.fast.encoded import ImageInput
 
 
 class Tier(ABC):
@@ -26,6 +27,9 @@ class Tier(ABC):
     """
 
     kind: ClassVar[str] = "tier"
+    # True for tiers whose predict_batch decodes `Encoded` inputs itself (the classifier on a GPU:
+    # nvjpeg); every other tier gets PIL images, decoded on the CPU by `chunks`
+    takes_encoded: bool = False
     default_cost: ClassVar[float] = 1.0  # ms/image when neither the config nor the model folder says
     name: str = "tier"
     cost: float = 1.0
@@ -61,14 +65,22 @@ class Tier(ABC):
         self.cost = float(cost if cost is not None else measured if measured is not None else self.default_cost)
 
     # ---- answering ------------------------------------------------------------------------------
-    def chunks(self, images: Sequence[Image.Image]) -> Iterator[list[Image.Image]]:
-        """RGB copies of `images` in chunks of at most `batch_size` (the only batching loop of the tiers)."""
-        for s in range(0, len(images), self.batch_size):
-            yield [im if im.mode == "RGB" else im.convert("RGB") for im in images[s:s + self.batch_size]]
+    def chunks(self, images: Sequence["ImageInput"]) -> Iterator[list[Any]]:
+        """RGB copies of `images` in chunks of at most `batch_size` (the only batching loop of the tiers);
+        encoded inputs are decoded here unless the tier `takes_encoded`."""
+        from roadwork.fast.encoded import Encoded, as_image
 
-    def predict(self, images: Sequence[Image.Image]) -> np.ndarray:
+        for s in range(0, len(images), self.batch_size):
+            part = images[s:s + self.batch_size]
+            yield [im if self.takes_encoded and isinstance(im, Encoded) else as_image(im) for im in part]
+
+    def predict(self, images: Sequence["ImageInput"]) -> np.ndarray:
         parts = [np.asarray(self.predict_batch(c), dtype=np.float64).reshape(-1) for c in self.chunks(images)]
-        return clean_probs(np.concatenate(parts) if parts else np.zeros(0))
+        p = np.concatenate(parts) if parts else np.zeros(0)
+        broken = [i for i, im in enumerate(images) if getattr(im, "broken", False)]
+        if broken and len(p) == len(images):  # corrupt data behind a valid header: no answer of its own
+            p[broken] = np.nan
+        return clean_probs(p)
 
     @abstractmethod
     def predict_batch(self, images: list[Image.Image]) -> np.ndarray:

@@ -22,7 +22,7 @@ from PIL import Image
 from roadwork.config import TierConfig
 from roadwork.model_ref import ModelError, resolve_model
 from roadwork.tiers.base import Tier, resolve_device, resolve_dtype
-from roadwork.tiers.kinds import ClassifierOptions
+from roadwork.tiers.kinds import ClassifierOptions, TorchOptions
 
 if TYPE_CHECKING:  # imported in the methods: a folder served by the onnx tier never loads torch
     import torch
@@ -72,10 +72,11 @@ class ClassifierTier(Tier):
     kind = "classifier"
 
     def __init__(self, model: str, name: str = "classifier", device: str = "auto", dtype: str = "auto",
-                 batch_size: int = 32, cost: float | None = None):
+                 batch_size: int = 32, cost: float | None = None, options: TorchOptions | None = None):
         import torch
         from transformers import AutoModelForImageClassification
 
+        options = options or TorchOptions()
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         source = resolve_model(model)  # a folder, a hub id, or its cached snapshot; else one clear error
@@ -92,7 +93,7 @@ class ClassifierTier(Tier):
             if bars:
                 hf_logging.enable_progress_bar()
         self.model.to(self.device).eval()
-        if self.device.type == "cuda":
+        if self.device.type == "cuda" and options.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.processor = _processor(source, getattr(self.model.config, "image_size", None))
         self.num_labels = int(self.model.config.num_labels)
@@ -106,6 +107,30 @@ class ClassifierTier(Tier):
             self._shift = math.log(t / (1 - t))
         self.configure(name, batch_size, cost, self.meta.get("cost_ms"))
         self.model_path = model
+        self._setup_fast_path(options)
+
+    def _setup_fast_path(self, options: TorchOptions) -> None:
+        """On CUDA: encoded JPEGs decoded by nvjpeg and preprocessed on the device (when the processor
+        is one `PreprocessSpec` reproduces), and the execution switches (roadwork.fast.execution)."""
+        from roadwork.fast.execution import Runner
+        from roadwork.fast.preprocess import PreprocessSpec
+
+        spec = PreprocessSpec.from_config(self.processor.to_dict())
+        fixed = spec.supported and spec.out_size is not None
+        self.device_pre = None
+        if self.device.type == "cuda" and options.gpu_decode and fixed:
+            from roadwork.fast.gpu_decode import DevicePreprocessor
+
+            self.device_pre = DevicePreprocessor(spec, self.device, self.dtype)
+        elif self.device.type == "cuda" and options.gpu_decode:
+            log.info("classifier tier '%s': its processor is not one the device path reproduces; "
+                     "preprocessing stays on the CPU", self.name)
+        self.takes_encoded = self.device_pre is not None
+        shape = (3, *spec.out_size) if fixed else None
+        self.runner = Runner(self._forward, options, self.device, shape, self.dtype)
+
+    def _forward(self, pixels: "torch.Tensor") -> "torch.Tensor":
+        return self._probs(self.model(pixel_values=pixels).logits.float())
 
     @classmethod
     def build(cls, cfg: TierConfig, options: ClassifierOptions) -> Tier:
@@ -117,7 +142,8 @@ class ClassifierTier(Tier):
 
             return OnnxTier.build(cfg, options)
         return cls(cfg.model, name=cfg.name, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size,
-                   cost=cfg.cost)
+                   cost=cfg.cost, options=TorchOptions.model_validate(
+                       {k: getattr(options, k) for k in TorchOptions.model_fields}))
 
     @classmethod
     def from_pretrained(cls, model: str, **kw: Any) -> "ClassifierTier":
@@ -134,16 +160,28 @@ class ClassifierTier(Tier):
         # the pipeline's own post-processing for single-label models: softmax over the classes
         return torch.softmax(logits, dim=-1)[:, self.index]
 
-    def predict_batch(self, images: list[Image.Image]) -> np.ndarray:
+    def predict_batch(self, images: list[Any]) -> np.ndarray:
+        """P(roadwork) for PIL images, or on the device path also `Encoded` ones (decoded there)."""
         import torch
 
         with torch.inference_mode():
-            pixels = self.processor(images=images, return_tensors="pt")["pixel_values"]
-            pixels = pixels.to(self.device, self.dtype, non_blocking=True)
-            if self.device.type == "cuda":
-                pixels = pixels.contiguous(memory_format=torch.channels_last)
-            logits = self.model(pixel_values=pixels).logits.float()
-            return self._probs(logits).cpu().numpy()
+            if self.device_pre is not None:
+                pixels, broken = self.device_pre(images)
+            else:
+                pixels, broken = self.processor(images=images, return_tensors="pt")["pixel_values"], None
+            probs = self.runner(pixels).float().cpu().numpy()
+        if broken is not None and broken.any():
+            probs[broken] = np.nan  # corrupt behind a valid header: 0.5 through clean_probs
+        return probs
+
+    def warmup(self) -> None:
+        """The base warm-up (one image through the whole path), then every batch bucket when
+        compile or CUDA graphs are on."""
+        import torch
+
+        super().warmup()
+        with torch.inference_mode():
+            self.runner.warmup()
 
     @property
     def warmup_size(self) -> tuple[int, int]:

@@ -36,9 +36,37 @@ class OnnxOptions(TierOptions):
     threads: int | None = Field(None, ge=1)  # onnxruntime intra-op threads (None: every core)
 
 
-class ClassifierOptions(OnnxOptions):
+DEFAULT_BUCKETS = [1, 8, 64, 256, 1024]
+
+
+class TorchOptions(TierOptions):
+    """How a torch model runs on a GPU (roadwork.fast.execution); each switch is inert on a CPU, where
+    the tier keeps the transformers processor and eager execution. `TierConfig.dtype` (auto = bf16 on
+    CUDA) is the precision switch."""
+
+    # encoded JPEGs decoded in batches by nvjpeg and preprocessed on the device (roadwork.fast.gpu_decode);
+    # other formats and corrupt data fall back to the CPU decoder one by one
+    gpu_decode: bool = True
+    channels_last: bool = True  # NHWC activations: the tensor cores' layout for convolutions
+    compile: bool = False  # torch.compile per batch bucket (static shapes; ~10-60 s at start per bucket)
+    cuda_graphs: bool = False  # replay captured graphs for buckets up to cuda_graph_max_batch
+    cuda_graph_max_batch: int = Field(64, ge=1)  # larger batches are long enough to hide launch gaps
+    # batch sizes compiled/captured; a batch is cut and padded to these (roadwork.fast.execution.bucket_plan)
+    # only when compile or cuda_graphs is on. Eager execution runs any size as it comes.
+    buckets: list[int] = Field(default_factory=lambda: list(DEFAULT_BUCKETS), min_length=1)
+    warmup_buckets: bool = True  # warm-up runs every bucket (compiles and captures before the first request)
+
+    @model_validator(mode="after")
+    def _sorted_buckets(self) -> "TorchOptions":
+        if any(b < 1 for b in self.buckets):
+            raise ValueError("buckets must be positive batch sizes")
+        self.buckets = sorted(set(self.buckets))
+        return self
+
+
+class ClassifierOptions(OnnxOptions, TorchOptions):
     # auto: a current ONNX export of the folder on a machine without CUDA (onnxruntime, no torch), else
-    # torch. precision/threads apply to the ONNX backend.
+    # torch. precision/threads apply to the ONNX backend, the TorchOptions to the torch one.
     backend: Literal["auto", "torch", "onnx"] = "auto"
 
 
