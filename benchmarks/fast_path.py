@@ -40,6 +40,8 @@ from roadwork.engine import Engine  # noqa: E402
 from roadwork.fast.encoded import Encoded  # noqa: E402
 
 ROWS: list[dict[str, Any]] = []
+META: dict[str, Any] = {}
+JSON_PATH: list[Path] = []  # written after every row: a run cut short keeps what it measured
 
 
 def jpegs(n: int, protocol: str, seed: int = 0) -> list[bytes]:
@@ -75,6 +77,8 @@ def measure(fn: Callable[[list[bytes]], Any], data: list[bytes], batch: int, min
 def row(section: str, setup: str, batch: int, m: dict[str, float], **extra: Any) -> None:
     r = {"section": section, "setup": setup, "batch": batch, **{k: round(v, 4) for k, v in m.items()}, **extra}
     ROWS.append(r)
+    if JSON_PATH:
+        JSON_PATH[0].write_text(json.dumps({"meta": META, "rows": ROWS}, indent=2) + "\n")
     print(f"  {section:9} {setup:48} b={batch:<5} {m['images_per_s']:10.1f} img/s  p50 {m['p50_ms']:8.3f} ms  "
           f"p99 {m['p99_ms']:8.3f} ms", flush=True)
 
@@ -121,7 +125,14 @@ def main() -> None:
     ap.add_argument("--onnx", default=None, help="CPU: folder with a `roadwork export-onnx` export")
     ap.add_argument("--skip", default="", help="comma list of sections to skip: base,engine,ceiling,switches")
     ap.add_argument("--json", default=str(REPO / "runs" / "fast_path.json"))
+    ap.add_argument("--table", default=None, help="only print the table of an earlier run's JSON")
     a = ap.parse_args()
+    if a.table:
+        saved = json.loads(Path(a.table).read_text())
+        ROWS.extend(saved["rows"])
+        base = [r["images_per_s"] for r in ROWS if r["section"] == "base"]
+        print_table(saved["meta"], base[0] if base else None)
+        return
     import torch
 
     cuda = torch.cuda.is_available()
@@ -136,6 +147,9 @@ def main() -> None:
     import torchvision
 
     meta["torchvision"] = torchvision.__version__
+    META.update(meta)
+    JSON_PATH.append(Path(a.json))
+    JSON_PATH[0].parent.mkdir(parents=True, exist_ok=True)
     print(f"# fast path on {name}, torch {torch.__version__}, protocol {a.protocol}", flush=True)
     data = jpegs(a.distinct, a.protocol)
     images = a.images if cuda else min(a.images, 128)
@@ -168,9 +182,6 @@ def main() -> None:
         ceilings(engines, data, batches, images, sync, cuda)
     if cuda and "switches" not in skip:
         switches(a.model, data, images, sync)
-    out = {"meta": meta, "rows": ROWS}
-    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.json).write_text(json.dumps(out, indent=2) + "\n")
     print_table(meta, base_ips)
     print(f"\nwrote {a.json}")
 
