@@ -18,6 +18,12 @@ from PIL import Image
 def _one(args: tuple[Path, Path, int, int]) -> str | None:
     src, dst, side, quality = args
     try:
+        if dst.suffix == ".png":  # a synthetic image's object mask (`mask` column): grey, lossless
+            im = Image.open(src).convert("L")
+            im.thumbnail((side, side), Image.Resampling.BILINEAR)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            im.save(dst)
+            return None
         im = Image.open(src).convert("RGB")
         im.thumbnail((side, side), Image.Resampling.BICUBIC)
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -38,6 +44,8 @@ def main() -> None:
     a = ap.parse_args()
     rows = list(csv.DictReader(open(a.src / a.manifest)))
     jobs = [(a.src / r["path"], (a.dst / r["path"]).with_suffix(".jpg"), a.max_side, a.quality) for r in rows]
+    # `roadwork synth` manifests name each image's mask (masks/NAME.png): it travels along, same stem
+    jobs += [(a.src / r["mask"], a.dst / r["mask"], a.max_side, a.quality) for r in rows if r.get("mask")]
     a.dst.mkdir(parents=True, exist_ok=True)
     with ProcessPoolExecutor(a.workers) as ex:
         errors = [e for e in ex.map(_one, jobs, chunksize=32) if e]
