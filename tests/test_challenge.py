@@ -79,10 +79,13 @@ def test_compare_rules_at_their_thresholds():
 def validator_pixels(img: Image.Image, angle: float, crop, strengths: dict[str, int], noise) -> np.ndarray:
     """Levels 1-3 as the validator runs them, through torchvision and tensors: ToTensor, F.rotate (its
     default NEAREST), F.resized_crop (bilinear, antialias), each distortion wrapped in the tensor -> BGR
-    uint8 -> tensor round trip, ToPILImage."""
-    t = TF.to_tensor(img.convert("RGB"))
-    t = TF.rotate(t, angle)
-    t = TF.resized_crop(t, *crop, [224, 224], TF.InterpolationMode.BILINEAR, antialias=True)
+    uint8 -> tensor round trip, ToPILImage. `crop` None is 2026-04: the whole frame letterboxed into
+    224x224 first, rotated there, no crop."""
+    if crop is None:
+        t = TF.rotate(TF.to_tensor(ops.letterbox(img)), angle)
+    else:
+        t = TF.rotate(TF.to_tensor(img.convert("RGB")), angle)
+        t = TF.resized_crop(t, *crop, [224, 224], TF.InterpolationMode.BILINEAR, antialias=True)
     for code in CODES:
         if strengths[code]:
             bgr = (t[[2, 1, 0]].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
@@ -192,20 +195,29 @@ def test_nearest_sources_equal_torchvisions_except_at_ties(monkeypatch):
         tie_flips(97, 61, 7.25, (0, 0, 61, 97))
 
 
+# per version: the scene sizes (2026-04 letterboxes larger frames), seeds, and how many must distort
+LEVEL_CASES = {V1: (lambda seed: (90 + 7 * seed, 60 + 5 * seed), 8, 4),
+               V4: (lambda seed: (300 + 37 * seed, 160 + 23 * seed), 6, 3)}
+
+
+@pytest.mark.parametrize("protocol", [V1, V4])
 @pytest.mark.parametrize("level", [1, 2, 3])
-def test_augment_equals_validator_pipeline(level):
+def test_levels_equal_the_validator_pipeline(level, protocol):
+    size, seeds, min_distorted = LEVEL_CASES[protocol]
     mismatches, distorted = [], 0
-    for seed in range(8):
-        img = scene(90 + 7 * seed, 60 + 5 * seed, seed)
+    for seed in range(seeds):
+        img = scene(*size(seed), seed)
         pixels, angle, crop, strengths = augment(img, level, np.random.default_rng(seed), noise=legacy_noise(seed),
-                                                 protocol=V1)
+                                                 protocol=protocol)
+        assert (crop is None) == (protocol == V4)  # 2026-04 rotates the letterboxed frame, crops nothing
         distorted += any(strengths.values())
         expected = validator_pixels(img, angle, crop, strengths, legacy_noise(seed))
+        geometry = (*img.size, angle, crop) if crop is not None else (224, 224, angle, (0, 0, 224, 224))
         # a nearest-rotation tie torchvision breaks the other way on this CPU excuses a difference (tie_flips)
-        if not np.array_equal(pixels, expected) and tie_flips(*img.size, angle, crop) == 0:
-            mismatches.append((seed, strengths))
+        if not np.array_equal(pixels, expected) and tie_flips(*geometry) == 0:
+            mismatches.append((seed, angle, strengths))
     assert not mismatches
-    assert level == 1 or distorted >= 4  # the distortions really ran
+    assert level == 1 or distorted >= min_distorted  # the distortions really ran
 
 
 def test_flips_never_fire():
@@ -252,30 +264,6 @@ def test_letterbox_fit_and_padding(size, fit, pad_ltrb):
     # torchvision's own ResizeWithPadding steps on the PIL image
     theirs = TF.pad(TF.resize(img, [fit[1], fit[0]]), list(pad_ltrb), fill=0)
     assert np.array_equal(arr, np.asarray(theirs))
-
-
-@pytest.mark.parametrize("level", [1, 2, 3])
-def test_2026_04_levels_equal_torchvision(level):
-    """2026-04: letterbox, ToTensor, F.rotate (NEAREST) on the 224x224 tensor, distortions, ToPILImage."""
-    mismatches, distorted = [], 0
-    for seed in range(6):
-        img = scene(300 + 37 * seed, 160 + 23 * seed, seed)
-        pixels, angle, crop, strengths = augment(img, level, np.random.default_rng(seed), noise=legacy_noise(seed),
-                                                 protocol=V4)
-        assert crop is None
-        distorted += any(strengths.values())
-        t = TF.rotate(TF.to_tensor(ops.letterbox(img)), angle)
-        for code in CODES:
-            if strengths[code]:
-                bgr = (t[[2, 1, 0]].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
-                out = ops.distort(bgr, code, strengths[code], legacy_noise(seed))
-                t = torch.from_numpy(out.astype(np.float32) / 255.0).permute(2, 0, 1)[[2, 1, 0]]
-        # a nearest-rotation tie torchvision breaks the other way on this CPU excuses a difference (tie_flips)
-        if not np.array_equal(pixels, np.asarray(TF.to_pil_image(t))) and tie_flips(224, 224, angle,
-                                                                                    (0, 0, 224, 224)) == 0:
-            mismatches.append((seed, angle, strengths))
-    assert not mismatches
-    assert level == 1 or distorted >= 3
 
 
 def test_2026_05_sends_the_native_image_as_jpeg_q75():
