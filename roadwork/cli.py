@@ -44,7 +44,9 @@ def _main(show_version: bool = typer.Option(False, "--version", callback=_versio
 
 def _fail(message: object, code: int = 2) -> typer.Exit:
     """Print one error line (unwrapped: a terminal wraps it, a log keeps it whole); raise the result."""
-    console.print(f"[red]{message}[/red]", highlight=False, soft_wrap=True)
+    from rich.markup import escape  # a message's own brackets ('.[miner]', a path) are text, not markup
+
+    console.print(f"[red]{escape(str(message))}[/red]", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -283,8 +285,9 @@ def mine(
     except ImportError as e:  # bittensor (or one of its pins) missing: name the install command
         if not any(name in str(e) for name in ("bittensor", "substrate", "httpx")):
             raise
-        raise _fail(f"roadwork mine needs bittensor and httpx ({e}); install them with: "
-                    "pip install -r requirements-miner.txt")
+        from roadwork.serve import MINER_INSTALL
+
+        raise _fail(f"roadwork mine needs bittensor and httpx ({e}); install them with: {MINER_INSTALL}")
 
     raise typer.Exit(mine_main(model, str(config) if config else None, {
         "netuid": netuid, "wallet_name": wallet_name, "wallet_hotkey": wallet_hotkey, "wallet_path": wallet_path,

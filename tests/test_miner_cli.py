@@ -35,7 +35,7 @@ def test_mine_without_bittensor_names_the_install_command(tmp_path):
     (fake / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'bittensor'\", name='bittensor')\n")
     env = {"PYTHONPATH": os.pathsep.join([str(fake.parent), os.environ.get("PYTHONPATH", "")])}
     res = _mine("--local", env=env)
-    _short_and_clear(res, "bittensor", "pip install -r requirements-miner.txt")
+    _short_and_clear(res, "bittensor", 'pip install -e ".[miner]" && pip install --no-deps -r requirements-miner.txt')
     assert res.returncode == 2
 
 

@@ -12,3 +12,7 @@
 
 The front-ends only convert inputs and outputs; nothing here changes a probability.
 """
+
+# How to install what `roadwork mine` needs (named by its error and by `roadwork doctor`; README, .ci/run):
+# bittensor goes in without its dependencies because its setuptools pin contradicts torch's (pyproject.toml).
+MINER_INSTALL = 'pip install -e ".[miner]" && pip install --no-deps -r requirements-miner.txt'
