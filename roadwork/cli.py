@@ -9,8 +9,10 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+# rich_markup_mode=None: click's plain help, which wraps to the terminal and shows long flag names whole
+# (rich's panels cut `--subtensor.chain_endpoint` to `--subtensor.chain_endpoint…` at 80 columns)
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
-                  help="Roadwork detection: predict, evaluate, train, serve and mine (SN72).")
+                  rich_markup_mode=None, help="Roadwork detection: predict, evaluate, train, serve and mine (SN72).")
 console = Console(stderr=True)
 
 from roadwork.challenge.protocols import DEFAULT_PROTOCOL, PROTOCOLS, protocol_help  # noqa: E402  (pure Python)
@@ -246,9 +248,13 @@ def mine(
     model: Optional[str] = ModelOpt,
     config: Optional[Path] = ConfigOpt,
     netuid: Optional[int] = typer.Option(None, "--netuid", help="Subnet.", show_default="72"),
-    wallet_name: Optional[str] = typer.Option(None, "--wallet-name", "--wallet.name", show_default="default"),
-    wallet_hotkey: Optional[str] = typer.Option(None, "--wallet-hotkey", "--wallet.hotkey", show_default="default"),
-    wallet_path: Optional[str] = typer.Option(None, "--wallet-path", "--wallet.path"),
+    wallet_name: Optional[str] = typer.Option(None, "--wallet-name", "--wallet.name", show_default="default",
+                                              help="Wallet (coldkey) name."),
+    wallet_hotkey: Optional[str] = typer.Option(None, "--wallet-hotkey", "--wallet.hotkey", show_default="default",
+                                                help="Hotkey name in that wallet."),
+    wallet_path: Optional[str] = typer.Option(None, "--wallet-path", "--wallet.path",
+                                              help="Wallets folder (default ~/.bittensor/wallets; "
+                                                   "with --local ~/.cache/roadwork/local-wallets)."),
     network: Optional[str] = typer.Option(None, "--subtensor-network", "--subtensor.network",
                                           help="finney | test | local | ws://...", show_default="finney"),
     chain_endpoint: Optional[str] = typer.Option(None, "--subtensor.chain_endpoint", "--subtensor-chain-endpoint",
@@ -269,7 +275,8 @@ def mine(
                                       help="Print the version and exit."),
     local: bool = typer.Option(False, "--local", help="No chain: loopback only, allow-list below."),
     allowed_hotkey: Optional[list[str]] = typer.Option(None, "--allowed-hotkey", help="Local mode allow-list."),
-    permit: bool = typer.Option(False, "--require-validator-permit", "--blacklist.force_validator_permit"),
+    permit: bool = typer.Option(False, "--require-validator-permit", "--blacklist.force_validator_permit",
+                                help="Answer only hotkeys with a validator permit."),
     fallback: Optional[float] = typer.Option(None, "--fallback", help="Answer for unusable input.", show_default="0.5"),
     deadline: Optional[float] = typer.Option(None, "--deadline", help="Seconds per answer.", show_default="8.0"),
     metrics_port: Optional[int] = typer.Option(None, "--metrics-port", help="Serve Prometheus metrics here."),
