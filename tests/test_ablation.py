@@ -120,7 +120,8 @@ def test_run_ablation_trains_seeds_concurrently_and_writes_the_table(tiny_data, 
         assert r["scores"]["cross/224"]["n"] == 12 and r["scores"]["probe/native"]["n"] == 3
         assert 0 <= r["scores"]["probe/224"]["fpr"] <= 1
     doc = json.loads((tmp_path / "abl" / "ablation.json").read_text())
-    assert "nope" in doc["skipped"]["ghost"]
+    assert "nope" in doc["skipped"]["ghost"] and doc["best"] == "today"
+    assert doc["train_commands"]["today"].startswith("roadwork train --data ")
     md = (tmp_path / "abl" / "ablation.md").read_text()
     assert "| today | idd (6/12) | 0,1 |" in md and "Skipped recipes" in md
     assert not list((tmp_path / "abl" / "runs").glob("*/model.safetensors"))  # weights not kept

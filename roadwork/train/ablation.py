@@ -213,26 +213,28 @@ def run_ablation(base: TrainConfig, synth_sets: dict[str, str], recipes: dict[st
     specs += [{"meta": {"recipe": r.recipe.name, "switches": list(r.recipe.switches), "fold": r.fold,
                         "seed": r.seed, "holdout": r.cfg.holdout_source}, "config": _as_dict(r.cfg),
                "caches": caches[r.fold], "keep_model": keep_models, "name": r.name} for r in runs]
-    commands = [command] if command else []
-    commands += [f"train on all data ({name}): `"
-                 + rc.updated(ship, **rec.overrides, protocol=protocol, synth=[synth_sets[rec.synth_set]],
-                              out=f"runs/{name.replace('+', 'plus-')}", seed=0).command() + "`"
-                 for name, rec in ((n, rc.resolve(n, p, switches, today)[0]) for n, p in recipes.items())
-                 if rec is not None and rec.synth_set in synth_sets]
-    rows = _schedule(specs, out, jobs, budget_min, overhead_min, t0, skipped, commands)
+    train_commands = {name: rc.updated(ship, **rec.overrides, protocol=protocol, synth=[synth_sets[rec.synth_set]],
+                                       out=f"runs/{name.replace('+', 'plus-')}", seed=0).command()
+                      for name, rec in ((n, rc.resolve(n, p, switches, today)[0]) for n, p in recipes.items())
+                      if rec is not None and rec.synth_set in synth_sets}
+    commands = ([command] if command else []) + [f"train on all data ({k}): `{v}`" for k, v in train_commands.items()]
+    rows = _schedule(specs, out, jobs, budget_min, overhead_min, t0, skipped, commands, train_commands)
     return rows
 
 
 def _schedule(specs: list[dict[str, Any]], out: Path, jobs: int, budget_min: float | None, overhead_min: float,
-              t0: float, skipped: dict[str, str], commands: list[str]) -> list[dict[str, Any]]:
+              t0: float, skipped: dict[str, str], commands: list[str],
+              train_commands: dict[str, str] | None = None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     pending, running = list(specs), []
     run_dir = out / "runs"
     run_dir.mkdir(parents=True, exist_ok=True)
 
     def write() -> None:
-        (out / "ablation.json").write_text(json.dumps({"rows": rows, "skipped": skipped, "commands": commands},
-                                                      indent=1, default=float) + "\n")
+        best = report.best_recipe(report.per_recipe(report.per_fold(rows)))
+        doc = {"rows": rows, "skipped": skipped, "commands": commands, "best": best,
+               "train_commands": train_commands or {}}
+        (out / "ablation.json").write_text(json.dumps(doc, indent=1, default=float) + "\n")
         (out / "ablation.md").write_text(report.markdown(rows, skipped, commands))
 
     while pending or running:
