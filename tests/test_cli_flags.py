@@ -61,14 +61,17 @@ def test_every_setting_round_trips_through_the_cli(captured):
                           synth=["s"], camera_jitter=False, challenge=False, challenge_p=0.1,
                           protocol="2026-04", camera_p=0.2, balance="loss", patience=2, seed=3, workers=1,
                           device="cpu", lora_rank=4, time_limit=1.5, limit=9, keep_checkpoints=True,
-                          model_name="m", version="1.2.3")
-    # every field but the two command() leaves out on purpose differs from its default
-    same = [n for n, f in TrainConfig.model_fields.items() if getattr(changed, n) == default_of(f)]
-    assert same == ["init", "resume", "smoke"]
-    argv = changed.command().split()[1:]
-    result = CliRunner().invoke(app, argv)
-    assert result.exit_code == 0, result.output
-    assert captured == [changed]
+                          model_name="m", version="1.2.3", pool="max", mask_weight=0.5)
+    # --head locmap needs --mode full, so the head round-trips in a second config
+    located = TrainConfig(data=["a.csv"], out="o", arch="resnet10", head="locmap", pool="lse")
+    # every field but those command() leaves out on purpose (and head, set in `located`) differs from its default
+    same = {n for n, f in TrainConfig.model_fields.items() if getattr(changed, n) == default_of(f)}
+    assert same == {"init", "resume", "smoke", "head"}
+    for cfg in (changed, located):
+        captured.clear()
+        result = CliRunner().invoke(app, cfg.command().split()[1:])
+        assert result.exit_code == 0, result.output
+        assert captured == [cfg]
 
 
 def test_a_refused_value_is_one_line_naming_the_flag(captured):
