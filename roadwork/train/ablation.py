@@ -91,6 +91,9 @@ def plan(base: TrainConfig, synth_sets: dict[str, str], recipes: dict[str, tuple
             skipped[name] = str(why)
             log.warning("recipe %s skipped: %s", name, why)
         else:
+            if why:  # a partial recipe (best): say what it ran without
+                skipped[name] = f"ran {'+'.join(recipe.switches)}, {why}"
+                log.warning("recipe %s: %s", name, skipped[name])
             resolved.append(recipe)
     held = {}
     for f in folds:
@@ -139,7 +142,10 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         row.update(within=summary.get("val", {}), train_cross=summary.get("cross", {}),
                    best_epoch=summary.get("best_epoch"), epochs_run=summary.get("epochs_run"),
                    command=summary.get("command"), warning=summary.get("warning"))
-    predict = scoring.tier_predictor(model_dir, spec.get("device", "auto"))
+    import torch
+
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+    predict = scoring.model_predictor(model_dir, spec.get("device", "auto"))
     row["scores"] = scoring.score_caches(predict, spec["caches"], EVAL_SEED)
     row["seconds"] = round(time.monotonic() - t0, 1)
     if not spec.get("reference") and not spec.get("keep_model"):
@@ -237,6 +243,9 @@ def _schedule(specs: list[dict[str, Any]], out: Path, jobs: int, budget_min: flo
         (out / "ablation.json").write_text(json.dumps(doc, indent=1, default=float) + "\n")
         (out / "ablation.md").write_text(report.markdown(rows, skipped, commands))
 
+    # one CPU thread budget per run: 11 processes x 16 torch threads each starved the data loaders
+    threads = str(max(1, (os.cpu_count() or 1) // max(1, jobs)))
+    child_env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     while pending or running:
         while pending and len(running) < jobs:
             spec = pending.pop(0)
@@ -252,7 +261,7 @@ def _schedule(specs: list[dict[str, Any]], out: Path, jobs: int, budget_min: flo
             spec_path.write_text(json.dumps(spec, indent=1) + "\n")
             logf = (run_dir / f"{name}.log").open("w")
             proc = subprocess.Popen([sys.executable, "-m", "roadwork.train.ablation", "--child", str(spec_path)],
-                                    stdout=logf, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                    stdout=logf, stderr=subprocess.STDOUT, env=child_env)
             running.append((proc, spec, logf))
             log.warning("started %s (time limit %s min; %d running, %d waiting)", name,
                         spec.get("config", {}).get("time_limit"), len(running), len(pending))

@@ -10,7 +10,7 @@ so a recipe whose feature is missing is skipped with that reason instead of fail
     +locmap          per-location roadwork map pooled into the image probability, mask loss on synth
     +synth           issue-10 synthesis (hard negatives, night/weather, far objects, new kinds)
     +letterbox       letterboxed whole frames among the augmentations (and tiles at inference)
-    best             every switch at once
+    best             every switch that can run (those that cannot are named, not fatal)
 
 `--switch NAME:key=value,...` redefines a switch's overrides from the command line (a feature whose
 flag is named differently), `--recipe NAME=sw1+sw2` adds a recipe.
@@ -113,6 +113,8 @@ RECIPES: dict[str, tuple[str, ...]] = {
     "+letterbox": ("letterbox",),
     "best": ("init", "locmap", "synth", "letterbox"),
 }
+# recipes that leave out the switches that cannot run instead of being skipped
+PARTIAL_OK = frozenset({"best"})
 
 
 def parse_switch(spec: str) -> Switch:
@@ -175,15 +177,19 @@ def resolve(name: str, parts: Iterable[str], switches: dict[str, Switch],
     """(the recipe, None), or (None, why it is skipped) when one of its switches cannot run."""
     over, synth_set, why = dict(TODAY if today is None else today), LEGACY_SET, []
     parts = tuple(parts)
+    used = []
     for s in parts:
         sw = switches[s]
         reason = sw.missing()
         if reason:
             why.append(f"{s}: {reason}")
+            if name in PARTIAL_OK:
+                continue
+        used.append(s)
         over.update(sw.overrides)
         synth_set = sw.synth_set or synth_set
-    if why:
+    if why and (name not in PARTIAL_OK or not used):
         return None, "; ".join(why)
     if over.get("init"):
         over["arch"] = None
-    return Recipe(name, parts, over, synth_set), None
+    return Recipe(name, tuple(used), over, synth_set), ("without " + "; ".join(why) if why else None)

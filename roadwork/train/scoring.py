@@ -97,6 +97,39 @@ def tier_predictor(model_dir: str | Path, device: str = "auto", batch_size: int 
     return lambda images: np.asarray(tier.predict_batch(images), np.float64)
 
 
+def model_predictor(model_dir: str | Path, device: str = "auto") -> Predict:
+    """The saved folder's own model and processor, with the processor's resize and normalization done
+    on the GPU (the HF processor on the CPU was the ablation's bottleneck with many runs at once).
+    The resize is torch's (antialiased, the processor's bilinear or bicubic); the 224 views need none."""
+    import torch
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    from roadwork.tiers.classifier import roadwork_index
+
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    model = AutoModelForImageClassification.from_pretrained(str(model_dir), dtype=torch.float32).to(dev).eval()
+    proc = AutoImageProcessor.from_pretrained(str(model_dir))
+    size = proc.size.get("height", 224), proc.size.get("width", 224)
+    mode = "bicubic" if int(getattr(proc, "resample", 2)) == 3 else "bilinear"
+    mean = torch.tensor(proc.image_mean, device=dev).view(1, 3, 1, 1)
+    std = torch.tensor(proc.image_std, device=dev).view(1, 3, 1, 1)
+    index = roadwork_index(model.config.id2label)
+
+    @torch.inference_mode()
+    def predict(images: list[Image.Image]) -> np.ndarray:
+        xs = []
+        for im in images:
+            x = torch.from_numpy(np.asarray(im.convert("RGB"), np.uint8).copy()).to(dev).permute(2, 0, 1)[None].float()
+            if tuple(x.shape[-2:]) != size:
+                x = torch.nn.functional.interpolate(x, size=size, mode=mode, antialias=True, align_corners=False)
+            xs.append(x.clamp(0, 255))
+        x = (torch.cat(xs) / 255 - mean) / std
+        logits = model(pixel_values=x).logits.float()
+        return torch.softmax(logits, dim=-1)[:, index].cpu().numpy().astype(np.float64)
+    return predict
+
+
 def probabilities(predict: Predict, images: Sequence[np.ndarray], batch_size: int = 128) -> np.ndarray:
     out = [predict([Image.fromarray(a) for a in images[s:s + batch_size]]) for s in range(0, len(images), batch_size)]
     return np.concatenate(out) if out else np.zeros(0)
