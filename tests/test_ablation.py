@@ -14,7 +14,7 @@ from roadwork.train import ablation_report as report
 from roadwork.train import recipes as rc
 from roadwork.train.config import TrainConfig
 
-from tests.test_train import make_dataset, tiny_data  # noqa: F401 - the fixture
+from test_train import make_dataset, tiny_data  # noqa: F401 - the fixture
 
 TINY = {"arch": "resnet-tiny", "init": None, "camera_jitter": False}
 
