@@ -32,18 +32,13 @@ LEGACY_SET, NEW_SET = "legacy", "new"
 
 
 def config_fields() -> set[str]:
-    """TrainConfig's field names, whether it is a dataclass or a pydantic model."""
-    model_fields = getattr(TrainConfig, "model_fields", None)
-    if model_fields is not None:
-        return set(model_fields)
-    return {f.name for f in dataclasses.fields(TrainConfig)}
+    """TrainConfig's field names (what a switch may set)."""
+    return set(TrainConfig.model_fields)
 
 
 def updated(cfg: TrainConfig, **changes: Any) -> TrainConfig:
-    """A copy of `cfg` with `changes` (dataclass `replace` or pydantic `model_copy`)."""
-    if hasattr(cfg, "model_copy"):
-        return cfg.model_copy(update=changes)
-    return dataclasses.replace(cfg, **changes)
+    """A copy of `cfg` with `changes` (keywords, so a recipe override that repeats a run setting fails loudly)."""
+    return cfg.model_copy(update=changes)
 
 
 def field_default(name: str) -> Any:
