@@ -59,7 +59,7 @@ def test_every_setting_round_trips_through_the_cli(captured):
                           batch_size=7, lr=1e-3, weight_decay=0.0, warmup_epochs=0.5, label_smoothing=0.0,
                           image_size=96, val_fraction=0.2, holdout_source=["idd_lite", "kitti_road"],
                           synth=["s"], camera_jitter=False, challenge=False, challenge_p=0.1,
-                          protocol="2026-04", camera_p=0.2, balance="loss", patience=2, seed=3, workers=1,
+                          protocol="2026-04", camera_p=0.2, letterbox_p=0.5, balance="loss", patience=2, seed=3, workers=1,
                           device="cpu", lora_rank=4, time_limit=1.5, limit=9, keep_checkpoints=True,
                           model_name="m", version="1.2.3", pool="max", mask_weight=0.5)
     # --head locmap needs --mode full, so the head round-trips in a second config

@@ -128,6 +128,28 @@ def test_masks_follow_every_augmentation(protocol):
     assert len(ious) >= 6 and np.mean(ious) > 0.7, ious
 
 
+def test_letterbox_p_one_letterboxes_the_whole_frame_and_the_mask_follows():
+    """letterbox_p=1: every view is the 2026-04 letterbox of the whole frame (maybe flipped), the
+    square near the right edge stays in view, and the replayed mask sits on it."""
+    from roadwork.challenge.ops import letterbox
+    from roadwork.train.loader import Augment
+
+    view = Augment(224, challenge_p=1.0, letterbox_p=1.0)
+    base = np.zeros((120, 240, 3), np.uint8)
+    base[50:90, 200:236] = 255
+    mask = np.zeros((120, 240), np.uint8)
+    mask[50:90, 200:236] = 255
+    whole = np.asarray(letterbox(Image.fromarray(base)))
+    for seed in range(6):
+        out, small = view_with_mask(view, Image.fromarray(base), mask, np.random.default_rng(seed), 28)
+        got = np.asarray(out)
+        assert np.array_equal(got, whole) or np.array_equal(got, whole[:, ::-1])
+        assert got[:56].max() == 0 and got[-56:].max() == 0  # the 2:1 frame's black bars
+        bright = np.asarray(out.convert("L").resize((28, 28), Image.BOX)) > 127
+        on = small > 127
+        assert on.any() and (bright & on).sum() / (bright | on).sum() > 0.7
+
+
 def _synth_folder(root: Path, n: int = 8) -> Path:
     """What `roadwork synth` writes: images/, masks/ (same stem, PNG), manifest.csv with scene columns."""
     from roadwork.synth.sample import mask_path

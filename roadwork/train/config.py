@@ -64,6 +64,8 @@ class TrainConfig(BaseModel):
     challenge_p: float = _f(0.7, "Share of training images that go through the challenge simulator.")
     protocol: str = _f(DEFAULT_PROTOCOL, protocol_help())
     camera_p: float = _f(0.5, "Share of training images that get camera jitter.")
+    letterbox_p: float = _f(0.0, "Share of training images letterboxed whole into the input (the 2026-04 "
+                                 "validator's view) in place of the challenge/crop view.", ge=0, le=1)
     head: Head = _f("linear", "linear (pooled features -> Linear) or locmap (a per-location roadwork map decides).")
     pool: Pool = _f("mean", "locmap pooling: mean | max (exact in the saved model) | lse | topk (approximated there).")
     mask_weight: float = _f(1.0, "locmap: weight of the map's BCE against synthetic images' object masks (0 = off).",

@@ -60,12 +60,16 @@ class Augment:
     With probability `camera_p` the camera-look randomizer runs first (crop away bonnet, colour
     cast, resolution and compression). Then, with probability `challenge_p`, the validator's own
     challenge of `protocol` (its augmentation levels, or 2026-05's native JPEG q75); otherwise a plain
-    random resized crop. Horizontal flips are free: roadwork has no handedness that matters here.
+    random resized crop. With probability `letterbox_p` the whole frame is letterboxed instead of
+    either (the 2026-04 validator's geometry, so small far objects are trained at the size the
+    validator shows them). Horizontal flips are free: roadwork has no handedness that matters here.
     """
 
     def __init__(self, image_size: int, challenge_p: float = 0.7, camera_p: float = 0.5,
-                 camera: Callable[..., Image.Image] | None = None, protocol: str | None = None):
+                 camera: Callable[..., Image.Image] | None = None, protocol: str | None = None,
+                 letterbox_p: float = 0.0):
         self.image_size = image_size
+        self.letterbox_p = letterbox_p
         self.challenge_p = challenge_p
         self.protocol = protocol
         self.camera_p = camera_p if camera is not None else 0.0
@@ -75,7 +79,14 @@ class Augment:
     def __call__(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
         if self.camera is not None and rng.random() < self.camera_p:
             img = self.camera(img, rng=rng) if self._camera_rng else self.camera(img)
-        if rng.random() < self.challenge_p:
+        # drawn only when on, so letterbox_p=0 consumes the generator exactly as before (same recipe)
+        if self.letterbox_p > 0 and rng.random() < self.letterbox_p:
+            from roadwork.challenge.ops import letterbox
+
+            img = letterbox(img)
+            if img.size != (self.image_size, self.image_size):
+                img = img.resize((self.image_size, self.image_size), Image.BILINEAR)
+        elif rng.random() < self.challenge_p:
             img = challenge_image(img, rng, self.protocol)
             if img.size != (self.image_size, self.image_size):
                 img = img.resize((self.image_size, self.image_size), Image.BILINEAR)

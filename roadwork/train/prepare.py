@@ -192,7 +192,7 @@ def train_augment(cfg: TrainConfig) -> Augment:
     the teacher of `roadwork distill` scores exactly these views."""
     camera = camera_transform() if cfg.camera_jitter else None
     return Augment(cfg.image_size, cfg.challenge_p if cfg.challenge else 0.0, cfg.camera_p, camera,
-                   protocol=cfg.protocol)
+                   protocol=cfg.protocol, letterbox_p=cfg.letterbox_p)
 
 
 def cache_images(records: Sequence[Any], view: Callable, seed: int, workers: int,
