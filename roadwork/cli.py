@@ -307,6 +307,38 @@ def mine(
         "engine_api_key": engine_api_key}, {"deadline_s": deadline}, capture))
 
 
+# ---- query --------------------------------------------------------------------------------------
+@app.command()
+def query(
+    images: list[str] = typer.Argument(..., help="Image files to send, one synapse each."),
+    local: bool = typer.Option(False, "--local", help="The miner runs here (mine --local): no chain, "
+                               "no public-IP lookup."),
+    port: int = typer.Option(8091, "--port", help="The miner's --axon.port."),
+    host: str = typer.Option("127.0.0.1", "--host", help="The miner's address."),
+    wallet_name: str = typer.Option("default", "--wallet.name", "--wallet-name", help="The miner's wallet."),
+    wallet_hotkey: str = typer.Option("default", "--wallet.hotkey", "--wallet-hotkey", help="Its hotkey."),
+    wallet_path: Optional[str] = typer.Option(None, "--wallet.path", "--wallet-path",
+                                              help="Wallets folder (default: mine --local's)."),
+    caller: Optional[str] = typer.Option(None, "--caller-wallet", help="Sign with this wallet of that folder "
+                                         "(default: the miner's own; it must pass --allowed-hotkey)."),
+    timeout: float = typer.Option(9.0, "--timeout", callback=_positive, help="Seconds per answer (the "
+                                  "validator's 9 s)."),
+) -> None:
+    """Send images to your own miner through a real bittensor dendrite; print its answers."""
+    if not local:
+        raise _fail("roadwork query talks to a miner on this machine only: pass --local")
+    try:
+        from roadwork.serve.query import query_main
+    except ImportError as e:
+        if "bittensor" not in str(e):
+            raise
+        from roadwork.serve import MINER_INSTALL
+
+        raise _fail(f"roadwork query needs bittensor ({e}); install it with: {MINER_INSTALL}")
+    raise typer.Exit(query_main(images, host, port, wallet_name, wallet_hotkey, wallet_path, caller, timeout,
+                                print, _fail))  # _fail prints the line; its exit code is query_main's
+
+
 # ---- challenge ----------------------------------------------------------------------------------
 challenge_app = typer.Typer(no_args_is_help=True, help="The SN72 validator's challenges: check against the "
                                                        "reference, write challenge sets.")

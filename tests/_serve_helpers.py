@@ -1,9 +1,8 @@
-"""Helpers for the serving tests: free ports, a uvicorn server in a thread, a validator-side
-dendrite on its own event loop, validator-style JPEGs and crafted image headers."""
+"""Helpers for the serving tests: free ports, a uvicorn server in a thread, validator-style JPEGs and
+crafted image headers (the validator-side dendrite is roadwork.serve.query.DendriteClient)."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import socket
 import struct
@@ -80,35 +79,3 @@ def make_wallet(root: Path, name: str):
     w = bt.Wallet(name=name, hotkey="default", path=str(root))
     w.create_if_non_existent(coldkey_use_password=False, hotkey_use_password=False, suppress=True)
     return w
-
-
-class DendriteClient:
-    """A validator: one `bt.Dendrite` living on one event loop in its own thread (bittensor's
-    dendrite breaks when reused across `asyncio.run` calls), queried synchronously from tests."""
-
-    def __init__(self, wallet):
-        import bittensor as bt
-        from roadwork.serve.miner import local_mode_networking
-
-        local_mode_networking()  # the dendrite would otherwise look up its public IP online
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.dendrite = self._run(self._make(bt, wallet))
-
-    @staticmethod
-    async def _make(bt, wallet):
-        return bt.Dendrite(wallet=wallet)
-
-    def _run(self, coro, timeout: float = 60):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def query(self, axon_info, synapse, timeout: float = 9.0):
-        """The full synapse back (prediction, status code), as a validator with deserialize=False."""
-        out = self._run(self.dendrite(axons=[axon_info], synapse=synapse, deserialize=False, timeout=timeout))
-        return out[0]
-
-    def close(self) -> None:
-        self._run(self.dendrite.aclose_session())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=5)

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from _serve_helpers import DendriteClient, ThreadedServer, free_port, make_wallet, png_header, validator_jpeg
+from _serve_helpers import ThreadedServer, free_port, make_wallet, png_header, validator_jpeg
 from conftest import EXAMPLES
 from roadwork.config import load_config
 from roadwork.engine import Engine
@@ -102,6 +102,8 @@ def miner_and_validator(tiny_vit_dir, tmp_path_factory):
                                  "miner": {"local": True, "axon_port": free_port(), "fallback_prediction": FALLBACK,
                                            "allowed_hotkeys": [vw.hotkey.ss58_address]}})
     miner = Miner(Engine.from_config(cfg), cfg, wallet=mw).start()
+    from roadwork.serve.query import DendriteClient  # needs bittensor, like this test
+
     client = DendriteClient(vw)
     yield miner, client
     try:

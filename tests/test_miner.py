@@ -15,7 +15,8 @@ import pytest
 
 bt = pytest.importorskip("bittensor")
 
-from _serve_helpers import DendriteClient, free_port, make_wallet, validator_jpeg  # noqa: E402
+from _serve_helpers import free_port, make_wallet, validator_jpeg  # noqa: E402
+from roadwork.serve.query import DendriteClient  # noqa: E402
 from roadwork.config import load_config  # noqa: E402
 from roadwork.decode import decode_bytes  # noqa: E402
 from roadwork.engine import Engine  # noqa: E402
@@ -243,3 +244,36 @@ def test_a_4000x3000_photo_gets_the_engines_probability(miner, validator, refere
     assert took < 9.0
     expected = reference.predict([decode_bytes(jpeg)])[0].prob  # what `roadwork predict` computes for the file
     assert resp.prediction == pytest.approx(expected, abs=1e-6) and resp.prediction != 0.25  # not the fallback
+
+
+# ---- roadwork query --local: the operator's own dendrite, through the CLI ------------------------
+def _query_cli(*args):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "roadwork.cli", "query", "--local", *args], capture_output=True,
+                          text=True, env=env, timeout=90)
+
+
+def test_cli_query_prints_the_engines_answers(miner, wallets, reference, street_images, tmp_path):
+    files = []
+    for i, img in enumerate(street_images[:2]):
+        files.append(tmp_path / f"street{i}.jpg")
+        files[-1].write_bytes(validator_jpeg(img))
+    res = _query_cli("--port", str(miner.axon.port), "--wallet.name", "miner", "--wallet.path",
+                     str(wallets["miner"].path), "--caller-wallet", "validator", *map(str, files))
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.strip().splitlines()
+    assert [line.split()[0] for line in lines] == [str(f) for f in files]
+    for f, line in zip(files, lines):
+        printed = float(line.split()[1])
+        assert 0.0 <= printed <= 1.0
+        assert printed == pytest.approx(reference.predict([decode_bytes(f.read_bytes())])[0].prob, abs=1e-4)
+
+
+def test_cli_query_of_a_closed_port_is_one_line(wallets, tmp_path):
+    image = tmp_path / "x.jpg"
+    image.write_bytes(b"not sent")
+    port = free_port()  # nothing listens there
+    res = _query_cli("--port", str(port), "--wallet.name", "miner", "--wallet.path", str(wallets["miner"].path),
+                     str(image))
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and f"nothing listens on 127.0.0.1:{port}" in res.stderr

@@ -17,7 +17,8 @@ import pytest
 
 bt = pytest.importorskip("bittensor")
 
-from _serve_helpers import DendriteClient, free_port, make_wallet, validator_jpeg  # noqa: E402
+from _serve_helpers import free_port, make_wallet, validator_jpeg  # noqa: E402
+from roadwork.serve.query import DendriteClient  # noqa: E402
 from roadwork.decode import decode_bytes  # noqa: E402
 from roadwork.engine import Engine  # noqa: E402
 from roadwork.serve.protocol import ImageSynapse  # noqa: E402

@@ -9,6 +9,7 @@
     http.py      FastAPI app (`roadwork serve`)
     protocol.py  the subnet's ImageSynapse, field for field
     miner.py     bittensor axon with blacklist / priority / metagraph re-sync (`roadwork mine`)
+    query.py     a validator's dendrite for talking to your own miner (`roadwork query --local`)
 
 The front-ends only convert inputs and outputs; nothing here changes a probability.
 """
