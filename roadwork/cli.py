@@ -145,13 +145,18 @@ def label(
     resume: Optional[bool] = typer.Option(None, "--resume/--no-resume", show_default="True",
                                           help="Skip shards whose part file exists."),
     local: bool = typer.Option(False, "--local", help="No Ray: label in this process."),
+    gpx: Optional[Path] = typer.Option(None, "--gpx", help="GPS track of the drive (.gpx, or .csv time_s,lat,lon): "
+                                       "also writes OUT/zones.geojson and OUT/map.html."),
+    gps_offset: Optional[float] = typer.Option(None, "--gps-offset", show_default="0.0",
+                                               help="Seconds added to video time to match the track."),
 ) -> None:
     """Label large image/video sets into parquet, scaled out on Ray (one engine per actor)."""
     from roadwork.label import label_main
 
     raise typer.Exit(label_main(specs, out, model, config, console, fps=fps, batch_size=batch_size,
                                 shard_size=shard_size, num_workers=num_workers, address=address,
-                                gpus_per_worker=gpus_per_worker, resume=resume, local=local or None))
+                                gpus_per_worker=gpus_per_worker, resume=resume, local=local or None,
+                                gpx=gpx, gps_offset=gps_offset))
 
 
 # ---- eval ---------------------------------------------------------------------------------------

@@ -247,6 +247,7 @@ def run_label(specs: Sequence[str], out: str | Path, cfg: Config | None = None, 
     shards = make_shards(items, shard_size)
     plan = {"items": len(items), "shards": len(shards), "shard_size": shard_size, "fps": fps,
             "specs": list(map(str, specs)), "fingerprint": _fingerprint(items, shard_size, fps, cfg)}
+    geo = _geo(job)  # a bad track fails here, before any labelling
     _prepare_out(out, plan, resume)
     pending = [s for s in range(len(shards)) if not part_path(out, s).exists()]
     failed: dict[int, str] = {}
@@ -275,6 +276,8 @@ def run_label(specs: Sequence[str], out: str | Path, cfg: Config | None = None, 
                                         job.gpus_per_worker, done, failed, stats)
     work_s = time.perf_counter() - stats["t_work"]
     summary = _summarize(out, plan, stats, failed, work_s, time.perf_counter() - t0, len(pending))
+    if geo is not None:
+        summary["zones"] = _write_zones(geo, out, cfg, fps, job.gpx)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
@@ -372,6 +375,37 @@ def _run_ray(cfg: Config, shards, pending, fps, batch_size, num_workers, address
             ray.shutdown()
 
 
+def _geo(job: LabelConfig):
+    if job.gpx is None:
+        return None
+    from roadwork.geo import GeoCollector, GeoError
+
+    try:
+        return GeoCollector(job.gpx, job.gps_offset)
+    except GeoError as e:
+        raise LabelError(str(e)) from None
+
+
+def _write_zones(geo, out: Path, cfg: Config, fps: float, gpx: Path) -> int:
+    """Each video's labelled frames -> work zones (the `sequence:` hysteresis, as `predict` does) placed
+    on the track; OUT/zones.geojson + OUT/map.html. Returns the number of zones."""
+    from roadwork.sequence import Hysteresis
+
+    hyst = Hysteresis.from_config(cfg.sequence)
+    frames: dict[str, list[tuple[float, float]]] = {}
+    for r in read_labels(out).to_pylist():
+        if r["error"] is None and r["time_s"] is not None:
+            frames.setdefault(r["path"], []).append((r["time_s"], r["prob"]))
+    for path, tp in frames.items():
+        tp.sort()
+        times, probs = [t for t, _ in tp], [p for _, p in tp]
+        geo.add_video(path, times, probs, hyst.intervals(times, probs, end_time=times[-1] + 1.0 / fps))
+    if geo.write(out) is None:
+        raise LabelError(f"{gpx}: no labelled video frame falls inside the track's time span "
+                         "(wrong track, or set --gps-offset); no zones.geojson written")
+    return sum(f["properties"]["kind"] == "zone" for f in geo.features)
+
+
 def _reason(e: BaseException) -> str:
     cause = getattr(e, "cause", None) or e  # RayTaskError carries the worker's exception
     text = f"{type(cause).__name__}: {cause}".strip()
@@ -423,6 +457,8 @@ def label_main(specs: Sequence[str], out: Path, model: str | None, config: Path 
     console.print(f"{s['labelled']} labelled ({s['positives']} roadwork), {s['errors']} unreadable, "
                   f"{s['shards_done']}/{s['shards']} shards ({s['shards_skipped']} already done) -> "
                   f"{out}/labels; {now}")
+    if "zones" in s:
+        console.print(f"{s['zones']} work zone(s) -> {out}/zones.geojson, {out}/map.html")
     for f in s["shards_failed"]:
         console.print(f"[red]shard {f['shard']} failed[/red]: {f['error']}")
     if s["shards_failed"]:

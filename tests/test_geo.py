@@ -136,3 +136,36 @@ def test_map_escapes_text_and_uses_tiles_only_when_configured(tmp_path):
     assert "<script>" not in page and "&lt;script&gt;" in page and "<image" not in page
     tiled = map_html(fc, "https://tiles.example/{z}/{x}/{y}.png")
     assert "<image" in tiled and "tiles.example/" in tiled
+
+
+def test_label_gpx_puts_the_drive_and_its_zones_on_the_map(tiny_vit_dir, tmp_path):
+    """`roadwork label --gpx` through the real label path: every frame 'on' (enter 0) makes one zone
+    spanning the video, placed along the track by the frames' times; bad tracks are one line, exit 2."""
+    video = _video(tmp_path / "drive.mp4", seconds=3, rate=4)
+    gpx = _gpx(tmp_path / "track.gpx")
+    conf = tmp_path / "c.yaml"
+    conf.write_text("sequence: {enter: 0.0, exit: 0.0, min_duration_s: 0.0}\n")
+    base = ["label", str(video), "--model", str(tiny_vit_dir), "--config", str(conf), "--local", "--fps", "2"]
+    res = runner.invoke(app, [*base, "--out", str(tmp_path / "out"), "--gpx", str(gpx)])
+    assert res.exit_code == 0, res.output
+    assert "1 work zone(s)" in res.output
+    fc = json.loads((tmp_path / "out" / "zones.geojson").read_text())
+    zone = next(f for f in fc["features"] if f["properties"]["kind"] == "zone")
+    assert zone["properties"]["start_time"] == "2026-05-04T09:30:00+00:00"
+    assert zone["properties"]["end_time"] == "2026-05-04T09:30:03+00:00"  # one frame after the last (2.5 s)
+    lats = [c[1] for c in zone["geometry"]["coordinates"]]
+    assert lats[0] == pytest.approx(52.5) and lats[-1] == pytest.approx(52.5003)
+    assert len(zone["properties"]["frames"]) == 6
+    assert "<polyline" in (tmp_path / "out" / "map.html").read_text()
+
+    (tmp_path / "bad.gpx").write_text("not xml at all")
+    empty = tmp_path / "empty.gpx"
+    empty.write_text('<?xml version="1.0"?><gpx version="1.1" creator="t"><trk><trkseg></trkseg></trk></gpx>')
+    late = tmp_path / "late.gpx"
+    _gpx(late)
+    late.write_text(late.read_text().replace("2026-05-04", "2026-06-04"))  # a month after the drive
+    for track, words in [(tmp_path / "bad.gpx", "not a readable GPX"), (empty, "no timed track points"),
+                         (late, "no labelled video frame falls inside")]:
+        res = runner.invoke(app, [*base, "--out", str(tmp_path / track.stem), "--gpx", str(track)])
+        assert res.exit_code == 2 and words in res.output and len(res.output.strip().splitlines()) == 1, res.output
+        assert "Traceback" not in res.output
