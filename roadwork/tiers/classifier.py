@@ -72,7 +72,8 @@ class ClassifierTier(Tier):
     kind = "classifier"
 
     def __init__(self, model: str, name: str = "classifier", device: str = "auto", dtype: str = "auto",
-                 batch_size: int = 32, cost: float | None = None, options: TorchOptions | None = None):
+                 batch_size: int = 32, cost: float | None = None, options: TorchOptions | None = None,
+                 tiles: int = 0, tile_overlap: float | None = None):
         import torch
         from transformers import AutoModelForImageClassification
 
@@ -108,6 +109,11 @@ class ClassifierTier(Tier):
         self.configure(name, batch_size, cost, self.meta.get("cost_ms"))
         self.model_path = model
         self._setup_fast_path(options)
+        # tiling (roadwork.tiers.tiling) crops PIL images, so it keeps the CPU decoder
+        self.tiles, self.tile_overlap = tiles, tile_overlap
+        if tiles:
+            self.device_pre, self.takes_encoded = None, False
+        self.last_views: list[list[float]] = []  # per-view probabilities of the last tiled batch (whole first)
 
     def _setup_fast_path(self, options: TorchOptions) -> None:
         """On CUDA: encoded JPEGs decoded by nvjpeg and preprocessed on the device (when the processor
@@ -136,14 +142,16 @@ class ClassifierTier(Tier):
     def build(cls, cfg: TierConfig, options: ClassifierOptions) -> Tier:
         # options.backend auto: a current ONNX export of the folder on a machine without CUDA, else torch.
         # The onnx tier imports neither torch nor transformers.
+        # (tiles run on the torch backend: auto picks it when they are on)
         if options.backend == "onnx" or (options.backend == "auto" and cfg.device in ("auto", "cpu")
-                                         and _onnx_usable(cfg, options)):
+                                         and not options.tiles and _onnx_usable(cfg, options)):
             from roadwork.fast.onnx_tier import OnnxTier
 
             return OnnxTier.build(cfg, options)
         return cls(cfg.model, name=cfg.name, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size,
                    cost=cfg.cost, options=TorchOptions.model_validate(
-                       {k: getattr(options, k) for k in TorchOptions.model_fields}))
+                       {k: getattr(options, k) for k in TorchOptions.model_fields}),
+                   tiles=options.tiles, tile_overlap=options.tile_overlap)
 
     @classmethod
     def from_pretrained(cls, model: str, **kw: Any) -> "ClassifierTier":
@@ -161,7 +169,18 @@ class ClassifierTier(Tier):
         return torch.softmax(logits, dim=-1)[:, self.index]
 
     def predict_batch(self, images: list[Any]) -> np.ndarray:
-        """P(roadwork) for PIL images, or on the device path also `Encoded` ones (decoded there)."""
+        """P(roadwork) for PIL images, or on the device path also `Encoded` ones (decoded there); with
+        `tiles`, the max over each large image's whole and tiles (`last_views` keeps every view's)."""
+        if self.tiles:
+            from roadwork.tiers import tiling
+
+            overlap = tiling.DEFAULT_OVERLAP if self.tile_overlap is None else self.tile_overlap
+            probs, self.last_views = tiling.pooled(self._predict_views, list(images), self.warmup_size[0],
+                                                   self.tiles, overlap)
+            return np.asarray(probs, dtype=np.float32)
+        return self._predict_views(images)
+
+    def _predict_views(self, images: list[Any]) -> np.ndarray:
         import torch
 
         with torch.inference_mode():

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from roadwork.tiers.tiling import DEFAULT_OVERLAP
+
 if TYPE_CHECKING:
     from roadwork.tiers.base import Tier
 
@@ -68,6 +70,10 @@ class ClassifierOptions(OnnxOptions, TorchOptions):
     # auto: a current ONNX export of the folder on a machine without CUDA (onnxruntime, no torch), else
     # torch. precision/threads apply to the ONNX backend, the TorchOptions to the torch one.
     backend: Literal["auto", "torch", "onnx"] = "auto"
+    # tiles > 0: an image larger than the model input is scored as its letterboxed whole and a tiles x tiles
+    # grid of overlapping tiles, max-pooled (roadwork.tiers.tiling; torch backend). 0 = the whole image only.
+    tiles: int = Field(0, ge=0)
+    tile_overlap: float = Field(DEFAULT_OVERLAP, ge=0, lt=1)  # share of a tile's side shared with its neighbour
 
 
 DEFAULT_POSITIVE = [
