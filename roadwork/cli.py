@@ -90,9 +90,12 @@ def predict(
     gps_offset: float = typer.Option(0.0, "--gps-offset", help="Seconds added to video time to match the track."),
     tiles: Optional[str] = typer.Option(None, "--tiles", help="Base-map tile URL template .../{z}/{x}/{y}.png "
                                         "(default: none, the map is drawn offline)."),
+    heatmap: Optional[Path] = typer.Option(None, "--heatmap", help="Write each image with the model's location "
+                                           "map over it to this folder (NAME.png; models trained with "
+                                           "--head locmap)."),
 ) -> None:
     """Probability of roadwork and a label for each image (and work-zone intervals for videos)."""
-    from roadwork.predict import run_predict
+    from roadwork.predict import NoLocationMap, run_predict
     from roadwork.sequence import VIEW_METHODS
 
     if views is not None and views not in VIEW_METHODS:
@@ -105,8 +108,11 @@ def predict(
             geo = GeoCollector(gpx, gps_offset, tiles)
         except GeoError as e:
             raise _fail(str(e))
-    code = run_predict(paths, _engine(model, config), as_json=as_json, batch_size=batch_size, fps=fps,
-                       console=console, views=views, geo=geo, out=out)
+    try:
+        code = run_predict(paths, _engine(model, config), as_json=as_json, batch_size=batch_size, fps=fps,
+                           console=console, views=views, geo=geo, out=out, heatmap=heatmap)
+    except NoLocationMap as e:
+        raise _fail(e)
     raise typer.Exit(code)
 
 

@@ -89,6 +89,9 @@ class Engine:
         self.stacker = stacker
         self.sequence = sequence or SequenceConfig()  # videos and multi-view input (roadwork.sequence)
         self.threshold = self.router.threshold
+        # where the roadwork is (review overlays, predict --heatmap): the first tier that has a map
+        self._locators = [t.location_map for t in self.tiers if callable(getattr(t, "location_map", None))]
+        self.location_map = self._location_map if self._locators else None
 
     @classmethod
     def from_config(cls, cfg: Config | None = None) -> "Engine":
@@ -102,6 +105,10 @@ class Engine:
         """A one-tier engine on a classifier folder or hub id (the embedded default if None)."""
         over: dict[str, Any] = {"tiers": [{"model": model, **tier_overrides}]} if model else {}
         return cls.from_config(load_config(overrides=over))
+
+    def _location_map(self, image: Any) -> np.ndarray | None:
+        """P(roadwork at each location) of a PIL image, from the first tier with a map."""
+        return self._locators[0](image)
 
     def warmup(self) -> None:
         for t in self.tiers:

@@ -18,11 +18,13 @@ from roadwork.stream import stream
 
 def run_predict(paths: Sequence[str], engine: Predictor, as_json: bool = False, batch_size: int = 16,
                 fps: float = 2.0, console: Console | None = None, views: str | None = None,
-                geo=None, out: str | Path | None = None) -> int:
+                geo=None, out: str | Path | None = None, heatmap: str | Path | None = None) -> int:
     """Print one line per image (or error), in argument order; returns the exit code (1 if any input
     failed or gave nothing). With `views` (a combination method), the images are views of one place and
-    a last line gives the one decision."""
+    a last line gives the one decision. With `heatmap` (a folder), each image is also written there as
+    PNG with the model's location map over it (`roadwork.heatmap`); the engine must have one."""
     console = console or Console(stderr=True)
+    draw = _heatmap_writer(engine, heatmap)
     entries = expand_inputs(paths)
     failed = 0
     probs: list[float] = []
@@ -42,13 +44,49 @@ def run_predict(paths: Sequence[str], engine: Predictor, as_json: bool = False, 
             else:
                 bar.advance(task)
                 _emit_result(entry, r, as_json, probs, geo)
+                if draw is not None:
+                    draw(entry)
     if geo is not None and out is not None:
         written = geo.write(out)
         console.print(f"work-zone map: {written} and {Path(out) / 'map.html'}" if written
                       else "no GPS position for any input: no zones.geojson written")
     if views and probs:
         _emit_views(probs, views, engine.threshold, as_json)
+    if draw is not None:
+        console.print(f"location maps: {draw.written} image(s) written to {heatmap}")
     return 1 if failed else 0
+
+
+class NoLocationMap(ValueError):
+    """--heatmap with an engine whose tiers have no location map."""
+
+
+class _HeatmapWriter:
+    def __init__(self, locate, out_dir: Path):
+        self.locate, self.out_dir = locate, out_dir
+        self.taken: set[str] = set()
+        self.written = 0
+
+    def __call__(self, path: Path) -> None:
+        from roadwork.heatmap import blend, heatmap_path
+
+        image = load_image(path)  # decoded again: the stream does not hand images back
+        heat = self.locate(image)
+        if heat is not None:
+            blend(image, heat).save(heatmap_path(self.out_dir, path, self.taken))
+            self.written += 1
+
+
+def _heatmap_writer(engine: Predictor, heatmap: str | Path | None) -> _HeatmapWriter | None:
+    if heatmap is None:
+        return None
+    locate = getattr(engine, "location_map", None)
+    if not callable(locate):
+        raise NoLocationMap("--heatmap: the model has no location map (train one with `roadwork train --head "
+                            "locmap`; a folder served by its ONNX export has none: set `backend: torch`)")
+    out = Path(heatmap)
+    out.mkdir(parents=True, exist_ok=True)
+    return _HeatmapWriter(locate, out)
 
 
 def _decoded(entries: list[Path | Miss]) -> Iterator[tuple[tuple[Path | Miss, ImageError | None], Image.Image | None]]:

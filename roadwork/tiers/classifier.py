@@ -108,6 +108,8 @@ class ClassifierTier(Tier):
             self._shift = math.log(t / (1 - t))
         self.configure(name, batch_size, cost, self.meta.get("cost_ms"))
         self.model_path = model
+        # a `roadwork train --head locmap` folder says where its roadwork map is (roadwork.json "locmap")
+        self.location_map = self._location_map if self.meta.get("locmap") else None
         self._setup_fast_path(options)
         # tiling (roadwork.tiers.tiling) crops PIL images, so it keeps the CPU decoder
         self.tiles, self.tile_overlap = tiles, tile_overlap
@@ -201,6 +203,19 @@ class ClassifierTier(Tier):
         super().warmup()
         with torch.inference_mode():
             self.runner.warmup()
+
+    def _location_map(self, image: Image.Image) -> np.ndarray:
+        """P(roadwork at each location) over the model's feature grid (H' x W', in [0, 1]); the grid
+        covers the image as the processor's resize does."""
+        import torch
+
+        from roadwork.train.locmap import location_maps
+
+        channel = int(self.meta["locmap"].get("channel", 0))
+        with torch.inference_mode():
+            pixels = self.processor(images=[image.convert("RGB")], return_tensors="pt")["pixel_values"]
+            pixels = pixels.to(self.device, self.dtype)
+            return location_maps(self.model, pixels, channel)[0].cpu().numpy()
 
     @property
     def warmup_size(self) -> tuple[int, int]:
