@@ -95,7 +95,7 @@ def predict(
                                            "--head locmap)."),
 ) -> None:
     """Probability of roadwork and a label for each image (and work-zone intervals for videos)."""
-    from roadwork.predict import NoLocationMap, run_predict
+    from roadwork.predict import HeatmapError, run_predict
     from roadwork.sequence import VIEW_METHODS
 
     if views is not None and views not in VIEW_METHODS:
@@ -111,7 +111,7 @@ def predict(
     try:
         code = run_predict(paths, _engine(model, config), as_json=as_json, batch_size=batch_size, fps=fps,
                            console=console, views=views, geo=geo, out=out, heatmap=heatmap)
-    except NoLocationMap as e:
+    except HeatmapError as e:
         raise _fail(e)
     raise typer.Exit(code)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -57,8 +58,8 @@ def run_predict(paths: Sequence[str], engine: Predictor, as_json: bool = False, 
     return 1 if failed else 0
 
 
-class NoLocationMap(ValueError):
-    """--heatmap with an engine whose tiers have no location map."""
+class HeatmapError(ValueError):
+    """--heatmap that cannot be done: the engine has no location map, or the folder is not writable."""
 
 
 class _HeatmapWriter:
@@ -82,10 +83,15 @@ def _heatmap_writer(engine: Predictor, heatmap: str | Path | None) -> _HeatmapWr
         return None
     locate = getattr(engine, "location_map", None)
     if not callable(locate):
-        raise NoLocationMap("--heatmap: the model has no location map (train one with `roadwork train --head "
+        raise HeatmapError("--heatmap: the model has no location map (train one with `roadwork train --head "
                             "locmap`; a folder served by its ONNX export has none: set `backend: torch`)")
     out = Path(heatmap)
-    out.mkdir(parents=True, exist_ok=True)
+    try:  # checked before any image runs: a bad folder is one line, not a traceback after the work
+        out.mkdir(parents=True, exist_ok=True)
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise PermissionError("not writable")
+    except OSError as e:
+        raise HeatmapError(f"--heatmap {heatmap}: cannot write there ({e.strerror or e})") from None
     return _HeatmapWriter(locate, out)
 
 
