@@ -137,7 +137,9 @@ def export_onnx(
 @app.command()
 def label(
     specs: list[str] = typer.Argument(..., help="Images, folders, globs, videos, manifests or parquet shards."),
-    out: Path = typer.Option(..., "--out", "-o", help="Writes OUT/labels/part-*.parquet and OUT/summary.json."),
+    out: Path = typer.Option(..., "--out", "-o", help="Writes OUT/labels/part-*.parquet and OUT/summary.json "
+                             "(and OUT/zones.geojson + OUT/map.html when inputs have GPS: EXIF of photos, "
+                             "--gpx for videos)."),
     model: Optional[str] = ModelOpt,
     config: Optional[Path] = ConfigOpt,
     fps: Optional[float] = typer.Option(None, help="Frames per second sampled from videos.", show_default="2.0"),
@@ -151,8 +153,8 @@ def label(
     resume: Optional[bool] = typer.Option(None, "--resume/--no-resume", show_default="True",
                                           help="Skip shards whose part file exists."),
     local: bool = typer.Option(False, "--local", help="No Ray: label in this process."),
-    gpx: Optional[Path] = typer.Option(None, "--gpx", help="GPS track of the drive (.gpx, or .csv time_s,lat,lon): "
-                                       "also writes OUT/zones.geojson and OUT/map.html."),
+    gpx: Optional[Path] = typer.Option(None, "--gpx", help="GPS track of the video(s): .gpx, or .csv time_s,lat,lon "
+                                       "(default: VIDEO.gpx beside each video)."),
     gps_offset: Optional[float] = typer.Option(None, "--gps-offset", show_default="0.0",
                                                help="Seconds added to video time to match the track."),
 ) -> None:

@@ -145,7 +145,7 @@ class LabelConfig(_Strict):
     gpus_per_worker: float = Field(0.0, ge=0)  # 0.5 packs two actors onto one GPU
     resume: bool = True  # skip shards whose part file exists (a changed plan is refused)
     local: bool = False  # no Ray: label in this process
-    gpx: Path | None = None  # GPS track of the drive (.gpx, or .csv time_s,lat,lon): writes OUT/zones.geojson + map.html
+    gpx: Path | None = None  # GPS track of the video(s) (.gpx, or .csv time_s,lat,lon); None: VIDEO.gpx beside each
     gps_offset: float = 0.0  # seconds added to video time to match the track's clock
 
 

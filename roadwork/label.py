@@ -276,8 +276,9 @@ def run_label(specs: Sequence[str], out: str | Path, cfg: Config | None = None, 
                                         job.gpus_per_worker, done, failed, stats)
     work_s = time.perf_counter() - stats["t_work"]
     summary = _summarize(out, plan, stats, failed, work_s, time.perf_counter() - t0, len(pending))
-    if geo is not None:
-        summary["zones"] = _write_zones(geo, out, cfg, fps, job.gpx)
+    zones = _write_zones(geo, out, cfg, fps, job.gpx)
+    if zones is not None:
+        summary["zones"] = zones
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
@@ -376,8 +377,8 @@ def _run_ray(cfg: Config, shards, pending, fps, batch_size, num_workers, address
 
 
 def _geo(job: LabelConfig):
-    if job.gpx is None:
-        return None
+    """The map's positions: EXIF GPS of photos, and for videos the --gpx track (else VIDEO.gpx beside
+    each video), as `predict --out` places them."""
     from roadwork.geo import GeoCollector, GeoError
 
     try:
@@ -386,23 +387,40 @@ def _geo(job: LabelConfig):
         raise LabelError(str(e)) from None
 
 
-def _write_zones(geo, out: Path, cfg: Config, fps: float, gpx: Path) -> int:
-    """Each video's labelled frames -> work zones (the `sequence:` hysteresis, as `predict` does) placed
-    on the track; OUT/zones.geojson + OUT/map.html. Returns the number of zones."""
+def _write_zones(geo, out: Path, cfg: Config, fps: float, gpx: Path | None) -> int | None:
+    """Photos with EXIF GPS -> Points (a zone when labelled roadwork); each video's labelled frames
+    -> work zones (the `sequence:` hysteresis, as `predict` does) placed on its track. Writes
+    OUT/zones.geojson + OUT/map.html when any input had a position; returns the number of zones, or
+    None when nothing was placed. A --gpx that places no video frame is a LabelError."""
+    import pyarrow.parquet as pq
+
+    from roadwork.geo import GeoError
     from roadwork.sequence import Hysteresis
 
     hyst = Hysteresis.from_config(cfg.sequence)
     frames: dict[str, list[tuple[float, float]]] = {}
-    for r in read_labels(out).to_pylist():
-        if r["error"] is None and r["time_s"] is not None:
-            frames.setdefault(r["path"], []).append((r["time_s"], r["prob"]))
+    # part by part, the columns needed: a large job's rows are never all in memory at once
+    for part in sorted((out / "labels").glob("part-*.parquet")):
+        for r in pq.read_table(part, columns=["path", "time_s", "prob", "label", "error"]).to_pylist():
+            if r["error"] is not None:
+                continue
+            if r["time_s"] is None:  # a still image: placed by its own EXIF GPS, if it has any
+                geo.add_image(r["path"], r["prob"], r["label"])
+            else:
+                frames.setdefault(r["path"], []).append((r["time_s"], r["prob"]))
+    photos = len(geo.features)
     for path, tp in frames.items():
         tp.sort()
         times, probs = [t for t, _ in tp], [p for _, p in tp]
-        geo.add_video(path, times, probs, hyst.intervals(times, probs, end_time=times[-1] + 1.0 / fps))
-    if geo.write(out) is None:
+        try:
+            geo.add_video(path, times, probs, hyst.intervals(times, probs, end_time=times[-1] + 1.0 / fps))
+        except GeoError as e:  # an unreadable VIDEO.gpx beside the video
+            raise LabelError(str(e)) from None
+    if gpx is not None and len(geo.features) == photos:
         raise LabelError(f"{gpx}: no labelled video frame falls inside the track's time span "
                          "(wrong track, or set --gps-offset); no zones.geojson written")
+    if geo.write(out) is None:
+        return None
     return sum(f["properties"]["kind"] == "zone" for f in geo.features)
 
 

@@ -169,3 +169,42 @@ def test_label_gpx_puts_the_drive_and_its_zones_on_the_map(tiny_vit_dir, tmp_pat
         res = runner.invoke(app, [*base, "--out", str(tmp_path / track.stem), "--gpx", str(track)])
         assert res.exit_code == 2 and words in res.output and len(res.output.strip().splitlines()) == 1, res.output
         assert "Traceback" not in res.output
+
+
+def test_label_puts_geotagged_photos_on_the_map(tiny_vit_dir, tmp_path):
+    """`roadwork label` on photos: each photo's EXIF GPS (JPEG, and a PNG's eXIf chunk) becomes a Point
+    at its coordinates, a zone when labelled roadwork, else a photo; one without GPS is left off, and
+    a run where nothing has a position writes no map."""
+    from roadwork.label import read_labels
+
+    data = tmp_path / "in"
+    data.mkdir()
+    where = {"a.jpg": (52.5002, 13.4003), "b.png": (-33.8688, 151.2093)}
+    for name, (lat, lon) in where.items():
+        _photo(data / name, lat, lon)
+    Image.new("RGB", (40, 30), (90, 90, 90)).save(data / "plain.jpg")
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["label", str(data), "--model", str(tiny_vit_dir), "--local", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = {Path(r["path"]).name: r for r in read_labels(out).to_pylist()}
+    assert sorted(rows) == ["a.jpg", "b.png", "plain.jpg"] and all(r["error"] is None for r in rows.values())
+    fc = json.loads((out / "zones.geojson").read_text())
+    points = {Path(f["properties"]["source"]).name: f for f in fc["features"]}
+    assert sorted(points) == ["a.jpg", "b.png"]  # plain.jpg has no GPS
+    for name, (lat, lon) in where.items():
+        f, row = points[name], rows[name]
+        assert f["geometry"]["type"] == "Point"
+        assert f["geometry"]["coordinates"] == pytest.approx([lon, lat], abs=1e-5)
+        assert f["properties"]["kind"] == ("zone" if row["label"] else "photo")
+        assert f["properties"]["peak_prob"] == pytest.approx(row["prob"], abs=1e-6)
+        assert f["properties"]["start_time"] == "2026-05-04T09:31:00+00:00"
+    zones = sum(f["properties"]["kind"] == "zone" for f in fc["features"])
+    assert f"{zones} work zone(s)" in res.output
+    assert json.loads((out / "summary.json").read_text())["zones"] == zones
+    assert (out / "map.html").read_text().count("<circle") == 2
+
+    res = runner.invoke(app, ["label", str(data / "plain.jpg"), "--model", str(tiny_vit_dir), "--local",
+                              "--out", str(tmp_path / "plain")])
+    assert res.exit_code == 0, res.output
+    assert not (tmp_path / "plain" / "zones.geojson").exists() and "zone" not in res.output
+    assert "zones" not in json.loads((tmp_path / "plain" / "summary.json").read_text())

@@ -116,6 +116,10 @@ def photo_position(path: str | Path) -> tuple[float, float, float | None] | None
     """(lat, lon, epoch seconds or None) from a photo's EXIF GPS block; None when it has none."""
     try:
         with Image.open(path) as im:
+            # Pillow decodes a whole PNG to look for an eXIf chunk after the pixels; `label` asks this
+            # of every image, so only a chunk before them (where cameras and Pillow write it) counts
+            if im.format == "PNG" and "exif" not in im.info:
+                return None
             exif = im.getexif()
     except OSError:
         return None
