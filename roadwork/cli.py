@@ -28,6 +28,9 @@ def _positive(value: float) -> float:
 
 
 FpsOpt = typer.Option(2.0, callback=_positive, help="Frames per second sampled from videos.")
+# map.html's base map, for `predict --out` and `label` alike (label: None keeps the config's label.tiles)
+TilesOpt = typer.Option(None, "--tiles", help="Base-map tile URL template .../{z}/{x}/{y}.png for map.html "
+                        "(default: none, the map is drawn offline).")
 
 
 def _version(value: bool) -> None:
@@ -88,8 +91,7 @@ def predict(
     gpx: Optional[Path] = typer.Option(None, "--gpx", help="GPS track of the video(s): .gpx, or .csv time_s,lat,lon "
                                        "(default: VIDEO.gpx beside each video)."),
     gps_offset: float = typer.Option(0.0, "--gps-offset", help="Seconds added to video time to match the track."),
-    tiles: Optional[str] = typer.Option(None, "--tiles", help="Base-map tile URL template .../{z}/{x}/{y}.png "
-                                        "(default: none, the map is drawn offline)."),
+    tiles: Optional[str] = TilesOpt,
     heatmap: Optional[Path] = typer.Option(None, "--heatmap", help="Write each image with the model's location "
                                            "map over it to this folder (NAME.png; models trained with "
                                            "--head locmap)."),
@@ -157,6 +159,7 @@ def label(
                                        "(default: VIDEO.gpx beside each video)."),
     gps_offset: Optional[float] = typer.Option(None, "--gps-offset", show_default="0.0",
                                                help="Seconds added to video time to match the track."),
+    tiles: Optional[str] = TilesOpt,
 ) -> None:
     """Label large image/video sets into parquet, scaled out on Ray (one engine per actor)."""
     from roadwork.label import label_main
@@ -164,7 +167,7 @@ def label(
     raise typer.Exit(label_main(specs, out, model, config, console, fps=fps, batch_size=batch_size,
                                 shard_size=shard_size, num_workers=num_workers, address=address,
                                 gpus_per_worker=gpus_per_worker, resume=resume, local=local or None,
-                                gpx=gpx, gps_offset=gps_offset))
+                                gpx=gpx, gps_offset=gps_offset, tiles=tiles))
 
 
 # ---- eval ---------------------------------------------------------------------------------------

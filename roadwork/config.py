@@ -147,6 +147,7 @@ class LabelConfig(_Strict):
     local: bool = False  # no Ray: label in this process
     gpx: Path | None = None  # GPS track of the video(s) (.gpx, or .csv time_s,lat,lon); None: VIDEO.gpx beside each
     gps_offset: float = 0.0  # seconds added to video time to match the track's clock
+    tiles: str | None = None  # base-map tile URL template .../{z}/{x}/{y}.png for map.html; None: drawn offline
 
 
 class SequenceConfig(_Strict):

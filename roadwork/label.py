@@ -227,7 +227,7 @@ def run_label(specs: Sequence[str], out: str | Path, cfg: Config | None = None, 
               console: Console | None = None, **settings: Any) -> dict:
     """Label every input of `specs` into OUT; returns the summary (also OUT/summary.json). The job's
     settings are `cfg.label` (LabelConfig: fps, batch_size, shard_size, num_workers, address,
-    gpus_per_worker, resume, local), with `settings` replacing any of them.
+    gpus_per_worker, resume, local, gpx, gps_offset, tiles), with `settings` replacing any of them.
 
     Ray: connects to `address`, else uses an already initialized Ray, else starts a local cluster
     (shut down afterwards). Raises LabelError for a job that cannot start."""
@@ -382,7 +382,7 @@ def _geo(job: LabelConfig):
     from roadwork.geo import GeoCollector, GeoError
 
     try:
-        return GeoCollector(job.gpx, job.gps_offset)
+        return GeoCollector(job.gpx, job.gps_offset, job.tiles)
     except GeoError as e:
         raise LabelError(str(e)) from None
 

@@ -201,10 +201,26 @@ def test_label_puts_geotagged_photos_on_the_map(tiny_vit_dir, tmp_path):
     zones = sum(f["properties"]["kind"] == "zone" for f in fc["features"])
     assert f"{zones} work zone(s)" in res.output
     assert json.loads((out / "summary.json").read_text())["zones"] == zones
-    assert (out / "map.html").read_text().count("<circle") == 2
+    page = (out / "map.html").read_text()
+    assert page.count("<circle") == 2 and "<image" not in page  # no --tiles: no base map
 
     res = runner.invoke(app, ["label", str(data / "plain.jpg"), "--model", str(tiny_vit_dir), "--local",
                               "--out", str(tmp_path / "plain")])
     assert res.exit_code == 0, res.output
     assert not (tmp_path / "plain" / "zones.geojson").exists() and "zone" not in res.output
     assert "zones" not in json.loads((tmp_path / "plain" / "summary.json").read_text())
+
+
+def test_label_tiles_put_a_base_map_under_the_zones(tiny_vit_dir, tmp_path):
+    """`label --tiles URL` (or the config's label.tiles) draws base-map tiles in map.html, as predict's does."""
+    _photo(tmp_path / "a.jpg", 52.5002, 13.4003)
+    conf = tmp_path / "c.yaml"
+    conf.write_text("label: {tiles: 'https://conf.example/{z}/{x}/{y}.png'}\n")
+    base = ["label", str(tmp_path / "a.jpg"), "--model", str(tiny_vit_dir), "--local"]
+    for extra, host in [(["--tiles", "https://tiles.example/{z}/{x}/{y}.png"], "tiles.example"),
+                        (["--config", str(conf)], "conf.example")]:
+        out = tmp_path / host
+        res = runner.invoke(app, [*base, *extra, "--out", str(out)])
+        assert res.exit_code == 0, res.output
+        page = (out / "map.html").read_text()
+        assert f'<image href="https://{host}/' in page and f"Base map: https://{host}/" in page
