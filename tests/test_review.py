@@ -28,6 +28,7 @@ from conftest import EXAMPLES
 from roadwork.review import create_review_app
 from roadwork.review.store import COLUMNS, ReviewStore
 from roadwork.serve.capture import read_index
+from test_heatmap import locmap_dir  # noqa: F401  (a fixture: a tiny model with a location map)
 
 pytestmark = pytest.mark.timeout(300)
 SHOTS = os.environ.get("ROADWORK_SCREENSHOT_DIR")  # set to save the page's screenshot (docs/review.png)
@@ -233,6 +234,47 @@ def test_review_refuses_a_folder_that_is_not_a_capture(tmp_path):
                           text=True, timeout=120)
     said = " ".join(proc.stderr.split())  # rich wraps long lines
     assert proc.returncode == 2 and "not a capture folder" in said and "Traceback" not in said
+
+
+def _engine(model: Path):
+    from roadwork.config import shell_config
+    from roadwork.engine import Engine
+
+    return Engine.from_config(shell_config(None, str(model)))
+
+
+def test_the_overlay_is_the_models_location_map_over_the_image(capture_copy, locmap_dir, tiny_vit_dir):
+    """A model with a location map (a locmap folder, as `roadwork review --model` loads it): each
+    captured image's overlay is a PNG of the image's own size, exactly `blend(image, its map)`. A
+    model without one gives no overlay function, and the endpoint answers 404."""
+    from roadwork.heatmap import blend
+    from roadwork.review.overlay import engine_overlay
+
+    engine = _engine(locmap_dir)
+    located = engine_overlay(engine)
+    assert located is not None and engine_overlay(_engine(tiny_vit_dir)) is None
+    store = ReviewStore(capture_copy)
+    ids = list(store.items())
+    assert len(ids) == 6
+    with ThreadedServer(create_review_app(capture_copy, overlay=located)) as srv:
+        assert httpx.get(f"{srv.url}/api/info").json()["overlay"] is True
+        for i in ids:
+            r = httpx.get(f"{srv.url}/api/images/{i}/overlay", timeout=60)
+            assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+            assert r.content.startswith(b"\x89PNG\r\n\x1a\n")
+            drawn = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB"))
+            with Image.open(store.image_path(i)) as im:
+                plain = im.convert("RGB")
+            assert drawn.shape == (plain.height, plain.width, 3)
+            want = np.asarray(blend(plain, engine.location_map(plain)))
+            np.testing.assert_array_equal(drawn, want)
+            assert not np.array_equal(drawn, np.asarray(plain))  # the map is drawn, not the plain photo
+        assert httpx.get(f"{srv.url}/api/images/{'0' * 64}/overlay").status_code == 404
+        assert httpx.get(f"{srv.url}/api/images/..%2Findex/overlay").status_code in (404, 422)
+    with ThreadedServer(create_review_app(capture_copy, overlay=engine_overlay(_engine(tiny_vit_dir)))) as srv:
+        assert httpx.get(f"{srv.url}/api/info").json()["overlay"] is False
+        r = httpx.get(f"{srv.url}/api/images/{ids[0]}/overlay")
+        assert r.status_code == 404 and "no location map" in r.json()["detail"]
 
 
 # ---- the user's path: browser, keyboard, reload, train -------------------------------------------
