@@ -259,29 +259,45 @@ def _print_version(value: bool) -> None:
         raise typer.Exit(0)
 
 
+# The flags `mine` and `doctor` share, defined once so that doctor checks exactly what mine would use.
+# Default None keeps the config's value (MinerConfig, ServeConfig); show_default is that value
+# (tests/test_cli_flags.py checks both commands against the config).
+NetuidOpt = typer.Option(None, "--netuid", help="Subnet.", show_default="72")
+WalletNameOpt = typer.Option(None, "--wallet-name", "--wallet.name", show_default="default",
+                             help="Wallet (coldkey) name.")
+WalletHotkeyOpt = typer.Option(None, "--wallet-hotkey", "--wallet.hotkey", show_default="default",
+                               help="Hotkey name in that wallet.")
+WalletPathOpt = typer.Option(None, "--wallet-path", "--wallet.path",
+                             help="Wallets folder (default ~/.bittensor/wallets; with --local "
+                                  "~/.cache/roadwork/local-wallets).")
+NetworkOpt = typer.Option(None, "--subtensor-network", "--subtensor.network", help="finney | test | local | ws://...",
+                          show_default="finney")
+ChainEndpointOpt = typer.Option(None, "--subtensor.chain_endpoint", "--subtensor-chain-endpoint",
+                                help="ws(s)://host:port of a subtensor node; overrides the network.")
+AxonIpOpt = typer.Option(None, "--axon.ip", "--axon-ip", help="Bind address (default all).")
+AxonPortOpt = typer.Option(None, "--axon-port", "--axon.port", show_default="8091", help="Port the axon listens on.")
+ExternalIpOpt = typer.Option(None, "--axon-external-ip", "--axon.external_ip", help="IP announced on chain.")
+ExternalPortOpt = typer.Option(None, "--axon-external-port", "--axon.external_port", help="Port announced on chain.")
+DeadlineOpt = typer.Option(None, "--deadline", help="Seconds per answer.", show_default="8.0")
+EngineUrlOpt = typer.Option(None, "--engine-url", help="Ask a running `roadwork serve` (http://host:8000) instead "
+                            "of loading a model here.")
+EngineApiKeyOpt = typer.Option(None, "--engine-api-key", envvar="ROADWORK_API_KEY", help="That server's --api-key.")
+
+
 @app.command()
 def mine(
     model: Optional[str] = ModelOpt,
     config: Optional[Path] = ConfigOpt,
-    netuid: Optional[int] = typer.Option(None, "--netuid", help="Subnet.", show_default="72"),
-    wallet_name: Optional[str] = typer.Option(None, "--wallet-name", "--wallet.name", show_default="default",
-                                              help="Wallet (coldkey) name."),
-    wallet_hotkey: Optional[str] = typer.Option(None, "--wallet-hotkey", "--wallet.hotkey", show_default="default",
-                                                help="Hotkey name in that wallet."),
-    wallet_path: Optional[str] = typer.Option(None, "--wallet-path", "--wallet.path",
-                                              help="Wallets folder (default ~/.bittensor/wallets; "
-                                                   "with --local ~/.cache/roadwork/local-wallets)."),
-    network: Optional[str] = typer.Option(None, "--subtensor-network", "--subtensor.network",
-                                          help="finney | test | local | ws://...", show_default="finney"),
-    chain_endpoint: Optional[str] = typer.Option(None, "--subtensor.chain_endpoint", "--subtensor-chain-endpoint",
-                                                 help="ws(s)://host:port of a subtensor node; overrides the network."),
-    axon_ip: Optional[str] = typer.Option(None, "--axon.ip", "--axon-ip", help="Bind address (default all)."),
-    axon_port: Optional[int] = typer.Option(None, "--axon-port", "--axon.port", show_default="8091",
-                                            help="Port the axon listens on."),
-    external_ip: Optional[str] = typer.Option(None, "--axon-external-ip", "--axon.external_ip",
-                                              help="IP announced on chain."),
-    external_port: Optional[int] = typer.Option(None, "--axon-external-port", "--axon.external_port",
-                                                help="Port announced on chain."),
+    netuid: Optional[int] = NetuidOpt,
+    wallet_name: Optional[str] = WalletNameOpt,
+    wallet_hotkey: Optional[str] = WalletHotkeyOpt,
+    wallet_path: Optional[str] = WalletPathOpt,
+    network: Optional[str] = NetworkOpt,
+    chain_endpoint: Optional[str] = ChainEndpointOpt,
+    axon_ip: Optional[str] = AxonIpOpt,
+    axon_port: Optional[int] = AxonPortOpt,
+    external_ip: Optional[str] = ExternalIpOpt,
+    external_port: Optional[int] = ExternalPortOpt,
     max_workers: Optional[int] = typer.Option(None, "--axon.max_workers", "--axon-max-workers",
                                               help="Axon worker threads."),
     log_debug: bool = typer.Option(False, "--logging.debug", "--logging-debug", help="Debug logging."),
@@ -295,13 +311,11 @@ def mine(
     permit: bool = typer.Option(False, "--require-validator-permit", "--blacklist.force_validator_permit",
                                 help="Answer only hotkeys with a validator permit."),
     fallback: Optional[float] = typer.Option(None, "--fallback", help="Answer for unusable input.", show_default="0.5"),
-    deadline: Optional[float] = typer.Option(None, "--deadline", help="Seconds per answer.", show_default="8.0"),
+    deadline: Optional[float] = DeadlineOpt,
     metrics_port: Optional[int] = typer.Option(None, "--metrics-port", help="Serve Prometheus metrics here."),
     capture: Optional[str] = typer.Option(None, "--capture", help="Save uncertain inputs to this folder."),
-    engine_url: Optional[str] = typer.Option(None, "--engine-url", help="Ask a running `roadwork serve` "
-                                             "(http://host:8000) instead of loading a model here."),
-    engine_api_key: Optional[str] = typer.Option(None, "--engine-api-key", envvar="ROADWORK_API_KEY",
-                                                 help="That server's --api-key."),
+    engine_url: Optional[str] = EngineUrlOpt,
+    engine_api_key: Optional[str] = EngineApiKeyOpt,
 ) -> None:
     """SN72 miner: a bittensor axon answering ImageSynapse challenges."""
     try:
@@ -321,6 +335,37 @@ def mine(
         "local": local or None, "allowed_hotkeys": allowed_hotkey or None, "require_validator_permit": permit or None,
         "fallback_prediction": fallback, "metrics_port": metrics_port, "engine_url": engine_url,
         "engine_api_key": engine_api_key}, {"deadline_s": deadline}, capture))
+
+
+# ---- doctor -------------------------------------------------------------------------------------
+@app.command()
+def doctor(
+    model: Optional[str] = ModelOpt,
+    config: Optional[Path] = ConfigOpt,
+    netuid: Optional[int] = NetuidOpt,
+    wallet_name: Optional[str] = WalletNameOpt,
+    wallet_hotkey: Optional[str] = WalletHotkeyOpt,
+    wallet_path: Optional[str] = WalletPathOpt,
+    network: Optional[str] = NetworkOpt,
+    chain_endpoint: Optional[str] = ChainEndpointOpt,
+    axon_ip: Optional[str] = AxonIpOpt,
+    axon_port: Optional[int] = AxonPortOpt,
+    external_ip: Optional[str] = ExternalIpOpt,
+    external_port: Optional[int] = ExternalPortOpt,
+    local: bool = typer.Option(False, "--local", help="Check what `mine --local` would use; skip the chain."),
+    deadline: Optional[float] = DeadlineOpt,
+    engine_url: Optional[str] = EngineUrlOpt,
+    engine_api_key: Optional[str] = EngineApiKeyOpt,
+) -> None:
+    """Check a miner setup with mine's flags: packages, wallet, axon port and address, the model (or
+    --engine-url) on one challenge per validator version, registration. Exit 1 if any check fails."""
+    from roadwork.serve.doctor import doctor_main
+
+    raise typer.Exit(doctor_main(model, str(config) if config else None, {
+        "netuid": netuid, "wallet_name": wallet_name, "wallet_hotkey": wallet_hotkey, "wallet_path": wallet_path,
+        "network": network, "chain_endpoint": chain_endpoint, "axon_ip": axon_ip, "axon_port": axon_port,
+        "external_ip": external_ip, "external_port": external_port, "local": local or None,
+        "engine_url": engine_url, "engine_api_key": engine_api_key}, {"deadline_s": deadline}))
 
 
 # ---- query --------------------------------------------------------------------------------------

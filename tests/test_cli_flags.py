@@ -82,7 +82,7 @@ def test_a_refused_value_is_one_line_naming_the_flag(captured):
     assert result.exit_code == 2 and "2025" in result.output
 
 
-# ---- mine, label, serve: flags that override a config section (None = keep the config's) -------------
+# ---- mine, label, serve, doctor: flags that override a config section (None = keep the config's) ---
 def _shell(monkeypatch, command: str) -> list[dict]:
     """Runs of `roadwork COMMAND` as {"section.field": value} overrides, with the shell's body faked."""
     import sys
@@ -99,6 +99,8 @@ def _shell(monkeypatch, command: str) -> list[dict]:
         "label": ("roadwork.label", "label_main",
                   lambda specs, out, model, config, console, **kw: sections(label=kw) or 0),
         "serve": ("roadwork.serve.http", "serve_main", lambda model, config, serve, capture: sections(serve=serve) or 0),
+        "doctor": ("roadwork.serve.doctor", "doctor_main",
+                   lambda model, config, miner, serve: sections(miner=miner, serve=serve) or 0),
     }[command]
     module = types.ModuleType(fake[0])
     setattr(module, fake[1], fake[2])
@@ -113,11 +115,11 @@ def _value_for(p) -> list[str]:
     return [{int: "7", float: "0.25"}.get(p.type_descriptor.annotation, "x")]
 
 
-LEAD = {"mine": [], "serve": [], "label": ["a.jpg", "--out", "o"]}
+LEAD = {"mine": [], "serve": [], "doctor": [], "label": ["a.jpg", "--out", "o"]}
 NOT_CONFIG = {"model", "config", "capture", "show_version", "specs", "out"}
 
 
-@pytest.mark.parametrize("command", ["mine", "label", "serve"])
+@pytest.mark.parametrize("command", ["mine", "label", "serve", "doctor"])
 def test_shell_flags_name_config_fields_and_show_their_defaults(command, monkeypatch):
     from roadwork.config import Config
 
@@ -145,4 +147,4 @@ def test_shell_flags_name_config_fields_and_show_their_defaults(command, monkeyp
             assert shown is not None, f"{p.opts[0]}: show_default=\"{want}\" (the {path} default)"
             assert str(shown) == str(want), f"{p.opts[0]}: shows {shown}, the {path} default is {want}"
         checked += 1
-    assert checked >= {"mine": 15, "label": 7, "serve": 4}[command]
+    assert checked >= {"mine": 15, "label": 7, "serve": 4, "doctor": 14}[command]

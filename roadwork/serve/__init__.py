@@ -10,6 +10,7 @@
     protocol.py  the subnet's ImageSynapse, field for field
     miner.py     bittensor axon with blacklist / priority / metagraph re-sync (`roadwork mine`)
     query.py     a validator's dendrite for talking to your own miner (`roadwork query --local`)
+    doctor.py    checks a miner setup, one line and a fix per check (`roadwork doctor`)
 
 The front-ends only convert inputs and outputs; nothing here changes a probability.
 """
