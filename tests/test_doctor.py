@@ -1,6 +1,7 @@
-"""`roadwork doctor` (issue 12 item 5) on real setups: a real wallet, a real port, the shipped model, real
-challenges of every validator version. A healthy `--local` setup passes every check and exits 0; each
-broken one exits non-zero and names the broken item; an unreachable chain is one line, no traceback."""
+"""`roadwork doctor` (issue 12 item 5) on real setups: a real wallet, a real port, the shipped model (in
+process, or behind a real `roadwork serve` for --engine-url), real challenges of every validator version.
+A healthy `--local` setup passes every check and exits 0; each broken one exits non-zero and names the
+broken item; an unreachable chain or engine server is one line, no traceback."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from _serve_helpers import make_wallet  # noqa: E402
 
 NAMES = ["bittensor", "torch", "wallet", "axon port", "external address", "model",
          *(f"challenge {p}" for p in PROTOCOLS), "registration"]
+REMOTE = [n if n != "model" else "engine server" for n in NAMES]  # with --engine-url
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,7 @@ def _lines(out: list[str]) -> dict[str, tuple[str, str]]:
     """check name -> (mark, detail) of every check line."""
     found = {}
     for line in out:
-        for name in NAMES:
+        for name in dict.fromkeys(NAMES + REMOTE):
             m = re.match(rf"^([✓✗-]) {re.escape(name)}\s+(.*)$", line)
             if m:
                 found[name] = (m.group(1), m.group(2))
@@ -121,6 +123,53 @@ def test_an_unreachable_chain_is_one_line(wallet):
     assert dead in lines["registration"][1]
     assert lines["external address"][0] == "✓" and lines["external address"][1].startswith("1.2.3.4:")
     assert "1 failed (registration)" in out[-1]
+
+
+def test_engine_url_answers_every_protocol(wallet):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([sys.executable, "-m", "roadwork.cli", "serve", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    try:
+        _wait_ready(url, server)
+        code, out = _doctor(*_local(wallet, "--engine-url", url))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    lines = _lines(out)
+    assert code == 0, "\n".join(out)
+    assert list(lines) == REMOTE, "\n".join(out)
+    assert lines["engine server"] == ("✓", f"{url}: ready")
+    assert "not used" in lines["torch"][1]  # the miner process needs no torch with --engine-url
+    for p in PROTOCOLS:
+        assert lines[f"challenge {p}"][0] == "✓" and "(classifier)" in lines[f"challenge {p}"][1]
+
+
+def test_an_engine_url_nobody_serves_is_named(wallet):
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    code, out = _doctor(*_local(wallet, "--engine-url", url))
+    lines = _lines(out)
+    assert code == 1, "\n".join(out)
+    assert lines["engine server"][0] == "✗" and lines["engine server"][1].startswith(f"{url}: unreachable")
+    assert all(lines[f"challenge {p}"][0] == "-" for p in PROTOCOLS)
+    assert "1 failed (engine server)" in out[-1]
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    import time
+
+    import httpx
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and proc.poll() is None:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"roadwork serve did not get ready (exit {proc.poll()})")
 
 
 def test_announced_address_follows_bittensor():
